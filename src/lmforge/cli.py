@@ -1,0 +1,97 @@
+"""`lmforge <command> [config.yaml] [--flag value ...]`: one dict of commands, each imported only when run.
+
+Nothing here may import torch or transformers: `lmforge --help` must answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
+from lmforge.errors import UserError
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    groups: dict[str, type]
+    target: str  # "module:function"; the function takes the parsed Args and returns an exit code
+
+
+_TRAIN_GROUPS = {
+    "model": ModelArgs,
+    "template": TemplateArgs,
+    "data": DataArgs,
+    "tuner": TunerArgs,
+    "train": TrainArgs,
+}
+
+COMMANDS: dict[str, Command] = {
+    "check": Command(
+        "Pre-flight: load the tokenizer, encode every dataset row, report lengths, drops and one sample with its "
+        "trained spans marked. Exit 1 when a row is unusable.",
+        {"model": ModelArgs, "template": TemplateArgs, "data": DataArgs, "check": CheckArgs},
+        "lmforge.check:run",
+    ),
+    "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.sft:run_sft"),
+    "pt": Command(
+        "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.sft:run_pt"
+    ),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    rows = "\n".join(f"  {name.ljust(width)}  {cmd.summary.split('.')[0]}" for name, cmd in COMMANDS.items())
+    return (
+        "usage: lmforge <command> [config.yaml] [--flag value ...]\n\n"
+        "Fine-tune, align, run, export and serve LLMs.\n"
+        "Flags follow ms-swift: `swift sft ...` works as `lmforge sft ...`.\n\n"
+        f"commands:\n{rows}\n\n`lmforge <command> --help` lists a command's flags."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from lmforge import __version__
+
+        print(f"lmforge {__version__}")
+        return 0
+    name = argv[0].replace("_", "-")
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        print(f"lmforge: error: unknown command '{argv[0]}'{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    rest = argv[1:]
+    if "-h" in rest or "--help" in rest:
+        print(format_help(name, cmd.summary, cmd.groups))
+        return 0
+    try:
+        args = parse_flags(rest, cmd.groups)
+        module_name, func_name = cmd.target.split(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(args) or 0)
+    except UserError as e:
+        print(f"lmforge {name}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"lmforge {name}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if os.environ.get("LMFORGE_DEBUG_IMPORTS"):
+            print("\n".join(sorted(sys.modules)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

