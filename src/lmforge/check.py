@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.data.pipeline import encode_rows, load_data
+from lmforge.errors import DataError
 from lmforge.models.setup import setup_tokenizer
 from lmforge.templates.encode import Encoded
 
@@ -18,7 +19,8 @@ def _report_parts(parts: list, label: str) -> int:
     dropped = 0
     for p in parts:
         total = "?" if p.total is None else p.total
-        print(f"  {label} {p.name}: format {p.format}, rows {total}, kept {len(p.rows)}, dropped {p.n_dropped}")
+        kept = len(p.rows) if hasattr(p.rows, "__len__") else "?"
+        print(f"  {label} {p.name}: format {p.format}, rows {total}, kept {kept}, dropped {p.n_dropped}")
         for reason in p.reasons:
             print(f"    dropped: {reason}")
         dropped += p.n_dropped
@@ -30,13 +32,10 @@ def run(args: Any) -> int:
     print(f"model: {setup.model_dir}  (template {setup.template_name}, ends turns with {setup.template.end_of_turn!r})")
     data = load_data(args.data, use_hf=args.model.use_hf)
     if args.data.streaming:
-        print("  --streaming: rows are read lazily; check encodes the first 1000 of each dataset")
-        data.train = data.train.take(1000)
         import datasets
 
-        data.train = datasets.Dataset.from_list(list(data.train))
-        for p in data.parts:
-            p.rows = [0] * 0
+        print("--streaming: rows are read lazily; check encodes the first 1000")
+        data.train = datasets.Dataset.from_list(list(data.train.take(1000)))
     print("datasets:")
     dropped = _report_parts(data.parts, "train")
     dropped += _report_parts(data.val_parts, "val")
@@ -53,6 +52,8 @@ def run(args: Any) -> int:
             load_from_cache_file=args.data.load_from_cache_file,
         )
         errors = Counter(e for e in enc["error"] if e)
+        if errors and args.data.strict:
+            raise DataError(next(iter(errors)), hint="--strict false drops bad rows instead")
         lengths = [n for n, e in zip(enc["length"], enc["error"]) if not e]
         truncated = sum(enc["truncated"])
         print(f"{label}: {len(enc)} rows encoded, {len(lengths)} usable, {truncated} truncated")

@@ -119,9 +119,11 @@ def _first(row: dict, aliases: tuple[str, ...]) -> str | None:
     return next((a for a in aliases if row.get(a) is not None), next((a for a in aliases if a in row), None))
 
 
-def _extras(row: dict, out: dict) -> dict:
+def _extras(row: dict, out: dict, used: set) -> dict:
+    """Keys the converter did not use pass through to later stages (e.g. `solution` for GRPO rewards)."""
+    used = used | {"rejected_response", "history"} | set(SYSTEM_ALIASES)
     for key, value in row.items():
-        if key in _CONSUMED or key in out or value is None:
+        if key in used or key in out or value is None:
             continue
         out[MEDIA_ALIASES.get(key, key)] = value
     if "rejected_response" in row and row["rejected_response"] is not None:
@@ -169,7 +171,11 @@ def alpaca(row: dict) -> dict:
         else (_text(row, "response"))
     )
     system = _text(row, _first(row, SYSTEM_ALIASES) or "system", required=False)
-    return _extras(row, {"messages": _qr_messages(system, _history(row), query, response)})
+    return _extras(
+        row,
+        {"messages": _qr_messages(system, _history(row), query, response)},
+        {"instruction", "input", "output", "response"},
+    )
 
 
 @register_converter("query-response")
@@ -181,7 +187,7 @@ def query_response(row: dict) -> dict:
     query = _text(row, q_key) if q_key else None
     response = _text(row, r_key) if r_key else None
     system = _text(row, _first(row, SYSTEM_ALIASES) or "system", required=False)
-    return _extras(row, {"messages": _qr_messages(system, _history(row), query, response)})
+    return _extras(row, {"messages": _qr_messages(system, _history(row), query, response)}, {q_key, r_key})
 
 
 @register_converter("preference")
@@ -198,12 +204,14 @@ def preference(row: dict) -> dict:
         rej_text = _text(row, "rejected")
     if rej_text is None:
         raise RowError("rejected", "missing or null", "preference rows need a rejected answer")
-    return _extras(row, {"messages": msgs, "rejected_response": rej_text})
+    return _extras(
+        row, {"messages": msgs, "rejected_response": rej_text}, {"prompt", "query", "question", "chosen", "rejected"}
+    )
 
 
 @register_converter("text")
 def text(row: dict) -> dict:
-    return _extras(row, {"messages": [{"role": "assistant", "content": _text(row, "text")}]})
+    return _extras(row, {"messages": [{"role": "assistant", "content": _text(row, "text")}]}, {"text"})
 
 
 def _tool_call(content: str) -> dict:
@@ -267,7 +275,7 @@ def _conversation(row: dict) -> dict:
                 row = {**row, key: json.loads(row[key])}
             except json.JSONDecodeError:
                 raise RowError(key, "not valid JSON", "tools is a JSON list of OpenAI tool definitions")
-    return _extras(row, {"messages": msgs})
+    return _extras(row, {"messages": msgs}, set(CONVERSATION_KEYS))
 
 
 register_converter("messages")(_conversation)

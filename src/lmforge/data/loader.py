@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ class Loaded:
 def _quiet_datasets() -> None:
     import datasets
 
-    datasets.utils.logging.set_verbosity_error()
+    # datasets logs (and may print tracebacks for) load failures we turn into one-line errors ourselves
+    datasets.utils.logging.set_verbosity(logging.CRITICAL)
     datasets.disable_progress_bars()
 
 
