@@ -112,7 +112,7 @@ class TrainArgs:
         None, "micro-batches per optimizer step (default: total batch >= 16)"
     )
     lr_scheduler_type: str = flag("cosine", "transformers scheduler name")
-    warmup_ratio: float = flag(0.0, "fraction of steps spent warming up")
+    warmup_ratio: float = flag(0.0, "fraction of steps spent warming up (transformers: a float warmup_steps < 1)")
     weight_decay: float = flag(0.1, "AdamW weight decay")
     adam_beta2: float = flag(0.95, "AdamW beta2")
     max_grad_norm: float = flag(1.0, "gradient clipping")

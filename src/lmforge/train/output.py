@@ -1,0 +1,84 @@
+"""ms-swift's output layout: `<output_dir>/vN-YYYYmmdd-HHMMSS/` with args.json, logging.jsonl, images/, runs/ and
+checkpoint-N/ folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+
+def make_run_dir(output_dir: str, add_version: bool) -> Path:
+    root = Path(output_dir)
+    if not add_version:
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    versions = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"v(\d+)-\d{8}-\d{6}$", p.name))]
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = root / f"v{max(versions, default=-1) + 1}-{stamp}"
+    run.mkdir()
+    return run
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("lmforge", "torch", "transformers", "peft", "trl", "datasets", "accelerate"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_args_json(path: Path, args: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """Every resolved flag, plus what was derived (model dir, template, dtype) and the library versions."""
+    data = {**args.to_dict(), **extra, "versions": versions()}
+    if data.get("hub_token"):
+        data["hub_token"] = "***"  # never write a secret next to the weights
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return data
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def draw_plots(run_dir: Path) -> list[Path]:
+    """PNG curves of train loss, eval loss and learning rate from logging.jsonl into images/."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(run_dir / "logging.jsonl")
+    out_dir = run_dir / "images"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    for key, name in (
+        ("loss", "train_loss"),
+        ("eval_loss", "eval_loss"),
+        ("learning_rate", "train_learning_rate"),
+        ("token_acc", "train_token_acc"),
+        ("grad_norm", "train_grad_norm"),
+    ):
+        points = [(r["global_step"], r[key]) for r in rows if key in r and r[key] is not None]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

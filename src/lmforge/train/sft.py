@@ -1,0 +1,188 @@
+"""`lmforge sft` and `lmforge pt`: encode with the chat template, then transformers' Trainer (LoRA or full)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import UserError
+
+
+def run_sft(args: Any) -> int:
+    train(args, "sft")
+    return 0
+
+
+def run_pt(args: Any) -> int:
+    if "loss_scale" not in args.explicit:
+        args.template.loss_scale = "all"
+    train(args, "pt")
+    return 0
+
+
+def _precision(args: Any) -> tuple[Any, bool]:
+    """(weights dtype, bf16 autocast). Default: bf16 autocast where the hardware has bf16 units; frozen base
+    weights in bf16 for LoRA (half the memory, same speed), trained weights kept fp32 for full fine-tuning."""
+    import torch
+
+    from lmforge.models.loader import bf16_supported, resolve_dtype
+
+    name = args.model.torch_dtype
+    if name in (None, "auto"):
+        if not bf16_supported():
+            return torch.float32, False
+        return (torch.bfloat16 if args.tuner.tuner_type != "full" else torch.float32), True
+    dtype = resolve_dtype(name)
+    return dtype, dtype == torch.bfloat16
+
+
+def _check_resume(path: str | None) -> str | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not (p / "trainer_state.json").is_file():
+        raise UserError(f"--resume_from_checkpoint {path}: not a complete checkpoint (no trainer_state.json)")
+    return str(p)
+
+
+def _encode(args: Any, setup: Any, stage: str) -> tuple[Any, Any, Any]:
+    from lmforge.data.pipeline import encode_rows, load_data, refuse_if_mostly_dropped
+
+    data = load_data(args.data, use_hf=args.model.use_hf)
+    refuse_if_mostly_dropped(data.parts)
+    for p in data.parts:
+        if p.n_dropped:
+            print(f"[lmforge] {p.name}: dropped {p.n_dropped} of {p.total} rows; first: {p.reasons[0]}")
+    num_proc, cache = args.data.dataset_num_proc, args.data.load_from_cache_file
+    train_ds = encode_rows(data.train, setup.template, stage, num_proc, cache)
+    val_ds = encode_rows(data.val, setup.template, stage, num_proc, cache) if data.val is not None else None
+    if not args.data.streaming:
+        if len(train_ds) == 0:
+            raise UserError("no trainable rows left after encoding", hint="run lmforge check with the same flags")
+        first = train_ds[0]
+    else:
+        first = next(iter(train_ds))
+    from lmforge.templates.encode import Encoded
+
+    print("[lmforge] first encoded sample (trained spans in [[ ]]):")
+    print(setup.template.render_marked(Encoded(first["input_ids"], first["labels"])))
+    return train_ds, val_ds, data
+
+
+def train(args: Any, stage: str) -> Path:
+    """Run one training job; returns the run directory."""
+    import torch
+    import transformers
+
+    from lmforge.models.loader import load_model
+    from lmforge.models.setup import setup_tokenizer
+    from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
+    from lmforge.train.output import make_run_dir, write_args_json
+    from lmforge.train.trainer import JsonlLogger, LmforgeTrainer, Progress, SaveAtEnd
+    from lmforge.tuners.lora import prepare_model
+
+    t = args.train
+    if args.data.streaming and t.max_steps <= 0:
+        raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
+    resume = _check_resume(t.resume_from_checkpoint)
+    transformers.set_seed(t.seed)
+    setup = setup_tokenizer(args.model, args.template)
+    train_ds, val_ds, _ = _encode(args, setup, stage)
+    if args.train.packing:
+        if args.data.streaming:
+            raise UserError("--packing with --streaming is not supported yet", hint="use --padding_free true")
+        train_ds = pack_rows(train_ds, args.template.max_length or 2048)
+        print(f"[lmforge] packed into {len(train_ds)} rows of <= {args.template.max_length or 2048} tokens")
+    dtype, autocast_bf16 = _precision(args)
+    on_gpu = torch.cuda.is_available()
+    grad_ckpt = t.gradient_checkpointing if t.gradient_checkpointing is not None else on_gpu
+    model = load_model(
+        setup.model_dir,
+        dtype=dtype,
+        trust_remote_code=args.model.trust_remote_code,
+        attn_impl=args.model.attn_impl,
+        device_map=args.model.device_map,
+    )
+    model = prepare_model(model, args.tuner, grad_ckpt)
+    run_dir = make_run_dir(t.output_dir, t.add_version)
+    lr = t.learning_rate if t.learning_rate is not None else (1e-5 if args.tuner.tuner_type == "full" else 1e-4)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accum = t.gradient_accumulation_steps or max(1, -(-16 // (t.per_device_train_batch_size * world)))
+    extra = {
+        "stage": stage,
+        "model_dir": str(setup.model_dir),
+        "template": setup.template_name,
+        "system": setup.template.system,
+        "resolved_torch_dtype": str(dtype).replace("torch.", ""),
+        "bf16_autocast": autocast_bf16,
+        "learning_rate": lr,
+        "gradient_accumulation_steps": accum,
+        "gradient_checkpointing": grad_ckpt,
+        "run_dir": str(run_dir),
+    }
+    args_json = write_args_json(run_dir / "args.json", args, extra)
+    setup.tokenizer.chat_template = setup.template.jinja  # checkpoints carry the template used in training
+    has_val = val_ds is not None
+    report = [r for r in t.report_to if r != "none" and _integration_available(r)]
+    targs = transformers.TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        learning_rate=lr,
+        gradient_accumulation_steps=accum,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        adam_beta2=t.adam_beta2,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps or t.save_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        seed=t.seed,
+        data_seed=args.data.data_seed,
+        bf16=autocast_bf16,
+        use_cpu=not on_gpu,
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to=report or "none",
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        disable_tqdm=False,
+    )
+    flat = t.padding_free or t.packing
+    collator = FlatCollator() if flat else PaddedCollator(setup.tokenizer.pad_token_id)
+    trainer = LmforgeTrainer(
+        model=model,
+        args=targs,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collator,
+        processing_class=setup.tokenizer,
+        args_json=args_json,
+        callbacks=[JsonlLogger(run_dir), SaveAtEnd()],
+    )
+    trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    trainer.add_callback(Progress())
+    print(f"[lmforge] run dir: {run_dir}")
+    trainer.train(resume_from_checkpoint=resume)
+    last = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if last:
+        print(f"[lmforge] last checkpoint: {last[-1]}")
+    return run_dir
+
+
+def _integration_available(name: str) -> bool:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb", "swanlab": "swanlab", "mlflow": "mlflow"}.get(name, name)
+    if importlib.util.find_spec(module) is None:
+        print(f"[lmforge] --report_to {name}: package not installed, skipped")
+        return False
+    return True

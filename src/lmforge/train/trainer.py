@@ -1,0 +1,141 @@
+"""transformers' Trainer with three additions, each small:
+
+- checkpoints are written to `<run>/.staging/checkpoint-N` and renamed into place when complete, so a kill during a
+  save never leaves a half checkpoint that resume would pick up;
+- token accuracy and real (non-padding) tokens per second are measured on the logits the step already computed;
+- each checkpoint also gets args.json (so `--adapters CKPT` alone restores model, template and system prompt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import rotate_checkpoints
+
+from lmforge.train.output import draw_plots
+
+IGNORE = -100
+
+
+class LmforgeTrainer(Trainer):
+    def __init__(self, *args: Any, args_json: dict | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.args_json = args_json or {}
+        self._staging = False
+        self._acc_correct = 0
+        self._acc_total = 0
+        self._tokens = 0
+        self._last_log_time = time.perf_counter()
+        self._start_time = time.perf_counter()
+
+    # -- metrics -------------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            with torch.no_grad():
+                labels = inputs["labels"][:, 1:]
+                preds = outputs.logits[:, :-1].argmax(-1)
+                mask = labels != IGNORE
+                self._acc_correct += int((preds.eq(labels) & mask).sum())
+                self._acc_total += int(mask.sum())
+                am = inputs.get("attention_mask")
+                self._tokens += int(am.sum()) if am is not None else inputs["input_ids"].numel()
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log line: add what we measured since the previous one
+            now = time.perf_counter()
+            if self._acc_total:
+                logs["token_acc"] = round(self._acc_correct / self._acc_total, 6)
+            logs["tokens_per_second"] = round(self._tokens / max(now - self._last_log_time, 1e-9), 2)
+            self._acc_correct = self._acc_total = self._tokens = 0
+            self._last_log_time = now
+        logs["elapsed_seconds"] = round(time.perf_counter() - self._start_time, 2)
+        super().log(logs, start_time)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        t0 = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:  # tokens/s counts training time only
+            self._last_log_time += time.perf_counter() - t0
+
+    # -- atomic checkpoints --------------------------------------------------------------------------------------
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, ".staging") if self._staging else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging = run_dir / ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        t0 = time.perf_counter()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        if self.args.should_save:
+            (staging / name / "args.json").write_text(
+                json.dumps(self.args_json, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+            )
+            final = run_dir / name
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        self._last_log_time += time.perf_counter() - t0
+
+
+class JsonlLogger(TrainerCallback):
+    """logging.jsonl (one line per log step, global_step an integer) and the PNG curves at each save and the end."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.path = run_dir / "logging.jsonl"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero and logs:
+            row = {"global_step": int(state.global_step), "max_steps": int(state.max_steps), **logs}
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero:
+            draw_plots(self.run_dir)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero:
+            draw_plots(self.run_dir)
+
+
+class SaveAtEnd(TrainerCallback):
+    """ms-swift saves the last step too, even when it is not a multiple of --save_steps."""
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.global_step >= state.max_steps:
+            control.should_save = True
+            control.should_evaluate = args.eval_strategy != "no"
+
+
+class Progress(ProgressCallback):
+    """The default bar, plus loss and tokens/s in its postfix instead of raw dicts printed between lines."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            post = {k: logs[k] for k in ("loss", "eval_loss", "tokens_per_second") if k in logs}
+            self.training_bar.set_postfix({k: f"{v:.4g}" for k, v in post.items()}, refresh=True)

@@ -1,0 +1,1 @@
+"""Tuners: how a loaded model becomes trainable (LoRA through peft, or full)."""
