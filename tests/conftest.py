@@ -95,9 +95,15 @@ def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
     return d
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m lmforge ...` as a user would; returns the CompletedProcess."""
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600, input_text: str = ""):
+    """Run `python -m lmforge ...` as a user would (stdin is a pipe); returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "lmforge", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "lmforge", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input_text,
     )

@@ -8,9 +8,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
+from lmforge.args.groups import ExportArgs, GenerationArgs, InferArgs
 from lmforge.errors import UserError
 
 
@@ -37,6 +39,23 @@ COMMANDS: dict[str, Command] = {
         "lmforge.check:run",
     ),
     "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.sft:run_sft"),
+    "infer": Command(
+        "Chat with a model (interactive, also from a pipe) or answer a dataset in batch (--val_dataset).",
+        {
+            "model": ModelArgs,
+            "template": TemplateArgs,
+            "data": DataArgs,
+            "tuner": TunerArgs,
+            "generation": GenerationArgs,
+            "infer": InferArgs,
+        },
+        "lmforge.infer.run:run_infer",
+    ),
+    "export": Command(
+        "Merge LoRA adapters into the base model (--merge_lora true), optionally push to the hub.",
+        {"model": ModelArgs, "template": TemplateArgs, "tuner": TunerArgs, "export": ExportArgs},
+        "lmforge.export.merge:run_export",
+    ),
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.sft:run_pt"
     ),
@@ -77,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in rest or "--help" in rest:
         print(format_help(name, cmd.summary, cmd.groups))
         return 0
+    # library deprecation notices (transformers 5 renames) are noise to a user running a command
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args = parse_flags(rest, cmd.groups)
         module_name, func_name = cmd.target.split(":")

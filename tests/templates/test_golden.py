@@ -24,8 +24,6 @@ def test_qwen3_ids_equal_apply_chat_template(qwen_tok, k):
     msgs = TRAINABLE[k]
     tools = TOOLS if k in WITH_TOOLS else None
     tpl = ChatTemplate(qwen_tok, get_template("qwen3"))
-    if not msgs[-1]["content"] and not msgs[-1].get("tool_calls"):
-        pytest.skip("empty answer: only the end-of-turn token is trained")
     enc = tpl.encode(msgs, tools=tools)
     assert enc.input_ids == _ref_ids(qwen_tok, msgs, tools)
     trained = _trained_text(qwen_tok, enc)

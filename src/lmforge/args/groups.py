@@ -126,4 +126,47 @@ class TrainArgs:
     report_to: list[str] = flag(["tensorboard"], "tensorboard, wandb, none (missing integrations are skipped)")
     resume_from_checkpoint: str | None = flag(None, "checkpoint folder to resume from exactly")
     packing: bool = flag(False, "pack rows into --max_length sequences (attention stays per row)")
-    padding_free: bool = flag(False, "flatten each batch into one row with position ids (no padding)")
+    padding_free: bool | None = flag(
+        None,
+        "flatten each batch into one row with position ids, no padding (default: on for llama/qwen families, "
+        "measured 1.15-1.19x faster on CPU)",
+    )
+
+
+@dataclass
+class GenerationArgs:
+    max_new_tokens: int | None = flag(None, "tokens to generate per answer (default 512 interactive, 2048 batch)")
+    temperature: float | None = flag(None, "sampling temperature; 0 is greedy (default: generation_config.json)")
+    top_p: float | None = flag(None, "nucleus sampling")
+    top_k: int | None = flag(None, "top-k sampling")
+    repetition_penalty: float | None = flag(None, "penalty for repeated tokens")
+    stop_words: list[str] = flag([], "extra strings that end an answer")
+    stream: bool | None = flag(None, "print tokens as they come (default: true interactive, false batch)")
+
+
+@dataclass
+class InferArgs:
+    infer_backend: str = flag(
+        "pt",
+        "pt/transformers (PyTorch), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "vllm", "sglang", "lmdeploy"),
+    )
+    max_batch_size: int = flag(1, "rows per forward pass in batch mode (-1: all at once)")
+    result_path: str | None = flag(None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)")
+    metric: str | None = flag(None, "score batch answers against the labels: acc or rouge", choices=("acc", "rouge"))
+    load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+    load_data_args: bool = flag(False, "run on the training run's validation data (from args.json)")
+    merge_lora: bool = flag(False, "merge the adapters into <ckpt>-merged first, then generate from it")
+
+
+@dataclass
+class ExportArgs:
+    merge_lora: bool = flag(False, "merge --adapters into the base model")
+    output_dir: str | None = flag(None, "where to write (default: <ckpt>-merged)")
+    max_shard_size: str = flag("5GB", "largest safetensors shard")
+    exist_ok: bool = flag(False, "write into an existing --output_dir")
+    load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+    push_to_hub: bool = flag(False, "upload the result to the hub")
+    hub_model_id: str | None = flag(None, "hub repository for --push_to_hub")
+    hub_private_repo: bool = flag(False, "create the hub repository as private")
+    commit_message: str = flag("update files", "hub commit message")

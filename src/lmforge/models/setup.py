@@ -20,8 +20,9 @@ class TokenizerSetup:
     template_name: str
 
 
-def setup_tokenizer(model_args: Any, template_args: Any) -> TokenizerSetup:
-    """Resolve --model, load its tokenizer and build the chat template (no weights are loaded)."""
+def setup_tokenizer(model_args: Any, template_args: Any, tokenizer_dir: Path | None = None) -> TokenizerSetup:
+    """Resolve --model, load its tokenizer (or the one in `tokenizer_dir`, e.g. a checkpoint's) and build the chat
+    template. No weights are loaded."""
     model_dir = resolve_model_dir(
         model_args.model,
         gguf_file=model_args.gguf_file,
@@ -30,7 +31,7 @@ def setup_tokenizer(model_args: Any, template_args: Any) -> TokenizerSetup:
         token=model_args.hub_token,
     )
     config = read_config(model_dir)
-    tokenizer = load_tokenizer(model_dir, trust_remote_code=model_args.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir or model_dir, trust_remote_code=model_args.trust_remote_code)
     name = template_name_for(template_args.template, config.get("model_type"), model_args.model_type)
     template = ChatTemplate(
         tokenizer,

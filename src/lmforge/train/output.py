@@ -44,6 +44,14 @@ def write_args_json(path: Path, args: Any, extra: dict[str, Any]) -> dict[str, A
     return data
 
 
+def write_rows(path: Path, rows: Any) -> None:
+    """Standard rows (a dataset's `row` column) as JSON lines, without our bookkeeping keys."""
+    with path.open("w", encoding="utf-8") as f:
+        for text in rows["row"]:
+            row = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,17 +79,19 @@ def train(args: Any, stage: str) -> Path:
     from lmforge.models.loader import load_model
     from lmforge.models.setup import setup_tokenizer
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
-    from lmforge.train.output import make_run_dir, write_args_json
+    from lmforge.train.output import make_run_dir, write_args_json, write_rows
     from lmforge.train.trainer import JsonlLogger, LmforgeTrainer, Progress, SaveAtEnd
     from lmforge.tuners.lora import prepare_model
 
+    # transformers 5 deprecation notices (gradient_checkpointing -> activation_checkpointing) are not the user's
+    warnings.filterwarnings("ignore", category=FutureWarning)
     t = args.train
     if args.data.streaming and t.max_steps <= 0:
         raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
     resume = _check_resume(t.resume_from_checkpoint)
     transformers.set_seed(t.seed)
     setup = setup_tokenizer(args.model, args.template)
-    train_ds, val_ds, _ = _encode(args, setup, stage)
+    train_ds, val_ds, data = _encode(args, setup, stage)
     if args.train.packing:
         if args.data.streaming:
             raise UserError("--packing with --streaming is not supported yet", hint="use --padding_free true")
@@ -120,8 +123,11 @@ def train(args: Any, stage: str) -> Path:
         "gradient_accumulation_steps": accum,
         "gradient_checkpointing": grad_ckpt,
         "run_dir": str(run_dir),
+        "padding_free": t.padding_free if t.padding_free is not None else _flat_by_default(setup.config),
     }
     args_json = write_args_json(run_dir / "args.json", args, extra)
+    if data.val is not None and not args.data.val_dataset:  # the carved split, for infer --load_data_args
+        write_rows(run_dir / "val_dataset.jsonl", data.val)
     setup.tokenizer.chat_template = setup.template.jinja  # checkpoints carry the template used in training
     has_val = val_ds is not None
     report = [r for r in t.report_to if r != "none" and _integration_available(r)]
@@ -155,7 +161,7 @@ def train(args: Any, stage: str) -> Path:
         prediction_loss_only=True,
         disable_tqdm=False,
     )
-    flat = t.padding_free or t.packing
+    flat = t.packing or extra["padding_free"]
     collator = FlatCollator() if flat else PaddedCollator(setup.tokenizer.pad_token_id)
     trainer = LmforgeTrainer(
         model=model,
@@ -176,6 +182,12 @@ def train(args: Any, stage: str) -> Path:
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")
     return run_dir
+
+
+def _flat_by_default(config: dict) -> bool:
+    """Padding-free batches need the model to turn restarting position_ids into a block-diagonal mask, which
+    transformers does for these families with sdpa/eager attention (checked: packed logits equal unpacked)."""
+    return config.get("model_type") in {"llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mistral"}
 
 
 def _integration_available(name: str) -> bool:

@@ -1,0 +1,101 @@
+"""`lmforge export --adapters CKPT --merge_lora true`: a plain HF model directory that answers as base+adapter did."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import UserError
+from lmforge.infer.restore import restore_args, tokenizer_source
+
+
+def _config_dtype(model_dir: Path) -> Any:
+    import torch
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    name = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
+    return getattr(torch, name, torch.float32)
+
+
+def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
+    """Merge args.tuner.adapters into the base model (in the base's own dtype) and write `out` completely."""
+    from peft import PeftModel
+
+    from lmforge.models.loader import load_model
+    from lmforge.models.setup import setup_tokenizer
+
+    setup = setup_tokenizer(args.model, args.template, tokenizer_source(args))
+    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
+    for path in args.tuner.adapters:
+        model = PeftModel.from_pretrained(model, path)
+        model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, max_shard_size=max_shard_size)
+    tok = setup.tokenizer
+    tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
+    tok.save_pretrained(tmp)
+    gen = model.generation_config
+    gen.eos_token_id = sorted(
+        {
+            t
+            for t in (tok.convert_tokens_to_ids(setup.template.end_of_turn), tok.eos_token_id)
+            if isinstance(t, int) and t >= 0
+        }
+    )
+    gen.pad_token_id = tok.pad_token_id
+    gen.save_pretrained(tmp)
+    saved = (
+        json.loads((Path(args.tuner.adapters[0]) / "args.json").read_text())
+        if (Path(args.tuner.adapters[0]) / "args.json").is_file()
+        else {}
+    )
+    saved.update(
+        {
+            "merged_from": args.tuner.adapters,
+            "base_model_dir": str(setup.model_dir),
+            "template": setup.template_name,
+            "system": setup.template.system,
+        }
+    )
+    saved.pop("model_dir", None)
+    (tmp / "args.json").write_text(json.dumps(saved, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def run_export(args: Any) -> int:
+    e = args.export
+    if not args.tuner.adapters:
+        raise UserError(
+            "export needs --adapters CKPT", hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true"
+        )
+    if not e.merge_lora:
+        raise UserError("nothing to export: pass --merge_lora true")
+    restore_args(args, e.load_args)
+    out = Path(e.output_dir) if e.output_dir else Path(args.tuner.adapters[0].rstrip("/") + "-merged")
+    if out.exists() and not e.exist_ok:
+        raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
+    merge_adapters(args, out, e.max_shard_size)
+    print(f"[lmforge] merged model written to {out}")
+    if e.push_to_hub:
+        push(out, e.hub_model_id, e.hub_private_repo, e.commit_message, args.model.hub_token)
+    return 0
+
+
+def push(folder: Path, repo_id: str | None, private: bool, message: str, token: str | None) -> None:
+    if not repo_id:
+        raise UserError("--push_to_hub needs --hub_model_id")
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=message)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"push to '{repo_id}' failed ({reason})", hint="offline? copy the folder by hand")
+    print(f"[lmforge] pushed {folder} to {repo_id}")

@@ -1,0 +1,1 @@
+"""Inference: load a model (with adapters) and generate with the chat template."""
