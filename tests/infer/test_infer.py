@@ -184,3 +184,19 @@ def test_streaming_yields_before_generation_ends(lora_ckpt, tiny_llama):
 def test_other_backends_say_what_is_missing(lora_ckpt):
     r = run_cli("infer", "--adapters", str(lora_ckpt), "--infer_backend", "vllm")
     assert r.returncode != 0 and "--infer_backend vllm needs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_closing_a_stream_stops_generation(lora_ckpt, tiny_llama):
+    from lmforge.infer.engine import SamplingConfig
+
+    engine = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    t0 = time.perf_counter()
+    full = "".join(engine.stream([{"role": "user", "content": "story"}], SamplingConfig(max_new_tokens=400)))
+    t_full = time.perf_counter() - t0
+    it = engine.stream([{"role": "user", "content": "story"}], SamplingConfig(max_new_tokens=400))
+    t0 = time.perf_counter()
+    next(it)
+    it.close()  # what a disconnecting client does
+    assert time.perf_counter() - t0 < t_full / 2 and full
+    assert engine._lock.acquire(timeout=1)  # the model is free again
+    engine._lock.release()

@@ -113,36 +113,56 @@ class PtEngine:
         tools: list | None = None,
         template_kwargs: dict | None = None,
     ) -> Iterator[str]:
-        """Yield text pieces as the model produces them (generation runs in a thread)."""
+        """Yield text pieces as the model produces them (generation runs in a thread). Closing the iterator early
+        (a client that went away) stops the generation at the next token."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         prompt = self._prompt(conversation, tools, template_kwargs)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         ids = torch.tensor([prompt])
+        cancel = threading.Event()
+
+        class _Cancel(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
 
         def run() -> None:
             with self._lock, torch.inference_mode():
                 self.model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **self._gen_kwargs(cfg)
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                    **self._gen_kwargs(cfg),
                 )
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         text = ""
-        for piece in streamer:
-            text += piece
-            hit = next((s for s in cfg.stop if s in text), None)
-            if hit:
-                keep = text[: text.index(hit)]
-                if len(keep) > len(text) - len(piece):
-                    yield keep[len(text) - len(piece) :]
-                break
-            if piece:
-                yield piece
-        thread.join()
+        finished = False
+        try:
+            for piece in streamer:
+                text += piece
+                hit = next((s for s in cfg.stop if s in text), None)
+                if hit:
+                    keep = text[: text.index(hit)]
+                    if len(keep) > len(text) - len(piece):
+                        yield keep[len(text) - len(piece) :]
+                    break
+                if piece:
+                    yield piece
+            else:
+                finished = True
+        finally:
+            cancel.set()
+            if not finished:  # drain to the end signal so the generating thread is never left blocked
+                for _ in streamer:
+                    pass
+            thread.join()
 
     async def agenerate(self, conversations: list[list[dict]], cfg: SamplingConfig, **kw: Any) -> list[Completion]:
         return await asyncio.to_thread(self.generate, conversations, cfg, **kw)
