@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.groups import ExportArgs, GenerationArgs, InferArgs
+from lmforge.args.groups import DeployArgs, ExportArgs, GenerationArgs, InferArgs
 from lmforge.errors import UserError
 
 
@@ -55,6 +55,17 @@ COMMANDS: dict[str, Command] = {
         "Merge LoRA adapters into the base model (--merge_lora true), optionally push to the hub.",
         {"model": ModelArgs, "template": TemplateArgs, "tuner": TunerArgs, "export": ExportArgs},
         "lmforge.export.merge:run_export",
+    ),
+    "deploy": Command(
+        "Serve an OpenAI-compatible API (chat, completions, models) with dynamic batching; multi-LoRA by name.",
+        {
+            "model": ModelArgs,
+            "template": TemplateArgs,
+            "tuner": TunerArgs,
+            "generation": GenerationArgs,
+            "deploy": DeployArgs,
+        },
+        "lmforge.serve.run:run_deploy",
     ),
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.sft:run_pt"

@@ -170,3 +170,14 @@ class ExportArgs:
     hub_model_id: str | None = flag(None, "hub repository for --push_to_hub")
     hub_private_repo: bool = flag(False, "create the hub repository as private")
     commit_message: str = flag("update files", "hub commit message")
+
+
+@dataclass
+class DeployArgs:
+    host: str = flag("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = flag(8000, "port; a busy port is an error")
+    api_key: str | None = flag(None, "require 'Authorization: Bearer KEY' on every route but /health")
+    served_model_name: str | None = flag(None, "name of the base model in /v1/models (default: its folder name)")
+    max_batch_size: int = flag(16, "requests batched into one forward pass")
+    load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+    log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
