@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.groups import DeployArgs, ExportArgs, GenerationArgs, InferArgs
+from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs
 from lmforge.errors import UserError
 
 
@@ -66,6 +66,17 @@ COMMANDS: dict[str, Command] = {
             "deploy": DeployArgs,
         },
         "lmforge.serve.run:run_deploy",
+    ),
+    "app": Command(
+        "A chat page in the browser (Gradio): system prompt, streaming answers, regenerate, clear.",
+        {
+            "model": ModelArgs,
+            "template": TemplateArgs,
+            "tuner": TunerArgs,
+            "generation": GenerationArgs,
+            "app": AppArgs,
+        },
+        "lmforge.ui.chat:run_app",
     ),
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.sft:run_pt"

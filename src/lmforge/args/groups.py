@@ -181,3 +181,13 @@ class DeployArgs:
     max_batch_size: int = flag(16, "requests batched into one forward pass")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
+
+
+@dataclass
+class AppArgs:
+    server_name: str = flag("127.0.0.1", "address of the chat page (0.0.0.0 for every interface)")
+    server_port: int = flag(7860, "port of the chat page")
+    share: bool = flag(False, "ask Gradio for a public share link (needs internet)")
+    studio_title: str | None = flag(None, "page title")
+    load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+    infer_backend: str = flag("pt", "pt/transformers (PyTorch)", choices=("pt", "transformers"))

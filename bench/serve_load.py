@@ -1,0 +1,96 @@
+"""Load test of `lmforge deploy` on the embedded default model: 1 client, then 32 concurrent streaming clients.
+
+Reports aggregate generated tokens/s and errors. The server is a real subprocess on a free loopback port; every
+request loop is bounded. Run: .venv/bin/python bench/serve_load.py [--clients 32] [--max_tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wave(client, n: int, max_tokens: int) -> tuple[float, int, int]:
+    tokens, errors = [0], []
+
+    def one(i: int) -> None:
+        try:
+            stream = client.chat.completions.create(
+                model="SmolLM2-135M-Instruct",
+                messages=[{"role": "user", "content": f"Tell me a fact about {i}."}],
+                max_tokens=max_tokens,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for chunk in stream:
+                if chunk.usage:
+                    tokens[0] += chunk.usage.completion_tokens
+        except Exception as e:  # counted, reported
+            errors.append(repr(e))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return time.perf_counter() - t0, tokens[0], len(errors)
+
+
+def main() -> None:
+    import openai
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--max_tokens", type=int, default=32)
+    a = p.parse_args()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lmforge",
+            "deploy",
+            "--port",
+            str(port),
+            "--log_level",
+            "warning",
+            "--max_batch_size",
+            str(a.clients),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
+        wave(client, 1, 4)  # warm-up
+        s1, t1, e1 = wave(client, 1, a.max_tokens)
+        sn, tn, en = wave(client, a.clients, a.max_tokens)
+        print(f"1 client:   {t1 / s1:6.1f} tokens/s ({t1} tokens in {s1:.1f} s, {e1} errors)")
+        print(f"{a.clients} clients: {tn / sn:6.1f} tokens/s aggregate ({tn} tokens in {sn:.1f} s, {en} errors)")
+        print(f"aggregate / single: {(tn / sn) / (t1 / s1):.1f}x")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Web pages: the `lmforge app` chat page (Gradio)."""
