@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs
+from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs, RLHFArgs
 from lmforge.errors import UserError
 
 
@@ -39,6 +39,11 @@ COMMANDS: dict[str, Command] = {
         "lmforge.check:run",
     ),
     "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.sft:run_sft"),
+    "rlhf": Command(
+        "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
+        {**_TRAIN_GROUPS, "rlhf": RLHFArgs},
+        "lmforge.train.rlhf:run_rlhf",
+    ),
     "infer": Command(
         "Chat with a model (interactive, also from a pipe) or answer a dataset in batch (--val_dataset).",
         {

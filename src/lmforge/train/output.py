@@ -58,6 +58,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _bookkeeping(key: str) -> bool:
+    return (
+        key in ("global_step", "max_steps", "epoch", "elapsed_seconds", "total_flos", "num_tokens")
+        or key.endswith(("_runtime", "_per_second", "train_loss"))
+        or key.startswith("eval_steps")
+    )
+
+
 def draw_plots(run_dir: Path) -> list[Path]:
     """PNG curves of train loss, eval loss and learning rate from logging.jsonl into images/."""
     import matplotlib
@@ -68,17 +76,15 @@ def draw_plots(run_dir: Path) -> list[Path]:
     rows = read_jsonl(run_dir / "logging.jsonl")
     out_dir = run_dir / "images"
     out_dir.mkdir(exist_ok=True)
+    keys: list[str] = []
+    for r in rows:  # every logged curve: loss, lr, token accuracy, and trl's rewards/margins, kl, reward, ...
+        keys += [k for k, v in r.items() if k not in keys and isinstance(v, (int, float)) and not _bookkeeping(k)]
     written = []
-    for key, name in (
-        ("loss", "train_loss"),
-        ("eval_loss", "eval_loss"),
-        ("learning_rate", "train_learning_rate"),
-        ("token_acc", "train_token_acc"),
-        ("grad_norm", "train_grad_norm"),
-    ):
-        points = [(r["global_step"], r[key]) for r in rows if key in r and r[key] is not None]
+    for key in keys:
+        points = [(r["global_step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
         if not points:
             continue
+        name = key.replace("/", "_") if key.startswith("eval_") else "train_" + key.replace("/", "_")
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
         ax.set_xlabel("step")

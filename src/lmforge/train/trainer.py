@@ -1,7 +1,7 @@
 """transformers' Trainer with three additions, each small:
 
 - checkpoints are written to `<run>/.staging/checkpoint-N` and renamed into place when complete, so a kill during a
-  save never leaves a half checkpoint that resume would pick up;
+  save never leaves a half checkpoint that resume would pick up (AtomicCheckpoints, also mixed into trl trainers);
 - token accuracy and real (non-padding) tokens per second are measured on the logits the step already computed;
 - each checkpoint also gets args.json (so `--adapters CKPT` alone restores model, template and system prompt).
 """
@@ -25,11 +25,49 @@ from lmforge.train.output import draw_plots
 IGNORE = -100
 
 
-class LmforgeTrainer(Trainer):
+class AtomicCheckpoints:
+    """Mixed into a Trainer (ours or trl's, without touching their __init__): checkpoints are written to
+    `<run>/.staging/checkpoint-N` and renamed into place when complete, with args.json inside."""
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, ".staging") if getattr(self, "_staging", False) else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging = run_dir / ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        t0 = time.perf_counter()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        if self.args.should_save:
+            (staging / name / "args.json").write_text(
+                json.dumps(getattr(self, "args_json", {}), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+            )
+            final = run_dir / name
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        if hasattr(self, "_last_log_time"):
+            self._last_log_time += time.perf_counter() - t0
+
+
+class LmforgeTrainer(AtomicCheckpoints, Trainer):
+    """Our SFT/PT trainer: atomic checkpoints plus token accuracy and real tokens/s in the logs."""
+
     def __init__(self, *args: Any, args_json: dict | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.args_json = args_json or {}
-        self._staging = False
         self._acc_correct = 0
         self._acc_total = 0
         self._tokens = 0
@@ -67,38 +105,6 @@ class LmforgeTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         finally:  # tokens/s counts training time only
             self._last_log_time += time.perf_counter() - t0
-
-    # -- atomic checkpoints --------------------------------------------------------------------------------------
-    def _get_output_dir(self, trial: Any) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return os.path.join(run_dir, ".staging") if self._staging else run_dir
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        run_dir = Path(super()._get_output_dir(trial))
-        name = f"checkpoint-{self.state.global_step}"
-        staging = run_dir / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        t0 = time.perf_counter()
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        if self.args.should_save:
-            (staging / name / "args.json").write_text(
-                json.dumps(self.args_json, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-            )
-            final = run_dir / name
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
-            shutil.rmtree(staging, ignore_errors=True)
-            rotate_checkpoints(
-                output_dir=str(run_dir),
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
-        self._last_log_time += time.perf_counter() - t0
 
 
 class JsonlLogger(TrainerCallback):
