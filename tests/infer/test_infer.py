@@ -200,3 +200,38 @@ def test_closing_a_stream_stops_generation(lora_ckpt, tiny_llama):
     assert time.perf_counter() - t0 < t_full / 2 and full
     assert engine._lock.acquire(timeout=1)  # the model is free again
     engine._lock.release()
+
+
+def test_infer_merge_lora_and_push_offline(lora_ckpt, tmp_path):
+    r = run_cli(
+        "infer",
+        "--adapters",
+        str(lora_ckpt),
+        "--merge_lora",
+        "true",
+        "--max_new_tokens",
+        "3",
+        "--stream",
+        "false",
+        input_text="hi\n",
+    )
+    assert r.returncode == 0 and ">>> " in r.stdout, r.stderr[-2000:]
+    merged = Path(str(lora_ckpt) + "-merged")
+    assert (merged / "model.safetensors").is_file() and (merged / "args.json").is_file()
+    r = run_cli(
+        "export",
+        "--adapters",
+        str(lora_ckpt),
+        "--merge_lora",
+        "true",
+        "--output_dir",
+        str(tmp_path / "m"),
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "someone/model",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert r.returncode != 0 and len(errors) == 1 and "push to 'someone/model' failed" in errors[0]
+    assert (tmp_path / "m" / "model.safetensors").is_file()  # the merge itself is kept

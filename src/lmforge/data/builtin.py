@@ -53,6 +53,8 @@ register_dataset(
 )
 
 register_dataset(DatasetMeta(name="lmforge-instruct-mini", dataset_path=str(BUILTIN_DIR / "instruct_mini.jsonl")))
+# 40 preference pairs (helpful vs dismissive answers, English and Chinese) for DPO-family demos and checks
+register_dataset(DatasetMeta(name="lmforge-dpo-mini", dataset_path=str(BUILTIN_DIR / "dpo_mini.jsonl")))
 
 # The seed's instruction sets: registered by hub id, loaded when a hub is reachable.
 for _lang in ("zh", "en"):
