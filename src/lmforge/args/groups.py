@@ -88,7 +88,12 @@ class CheckArgs:
 
 @dataclass
 class TunerArgs:
-    tuner_type: str = flag("lora", "lora or full", aliases=("train_type",), choices=("lora", "full"))
+    tuner_type: str = flag(
+        "lora",
+        "lora, full, adalora, vera, boft, fourierft, bone, llamapro",
+        aliases=("train_type",),
+        choices=("lora", "full", "adalora", "vera", "boft", "fourierft", "bone", "llamapro", "adapter", "reft"),
+    )
     lora_rank: int = flag(8, "LoRA rank r")
     lora_alpha: int = flag(32, "LoRA alpha")
     lora_dropout: float = flag(0.05, "LoRA dropout")
@@ -97,6 +102,32 @@ class TunerArgs:
     target_regex: str | None = flag(None, "regex over module names (overrides --target_modules)")
     modules_to_save: list[str] = flag([], "modules trained in full next to the adapter (e.g. embed_tokens lm_head)")
     adapters: list[str] = flag([], "LoRA checkpoints to load (infer/export/deploy) or to continue from (training)")
+    use_dora: bool = flag(False, "DoRA: weight-decomposed LoRA")
+    use_rslora: bool = flag(False, "rank-stabilised LoRA scaling (alpha / sqrt(r))")
+    init_weights: str = flag("true", "LoRA init: true, false, gaussian, pissa, pissa_niter_N, olora")
+    lorap_lr_ratio: float | None = flag(None, "LoRA+: learning-rate ratio of B over A matrices (e.g. 16)")
+    adalora_target_r: int = flag(8, "AdaLoRA: average target rank")
+    adalora_init_r: int = flag(12, "AdaLoRA: initial rank")
+    vera_rank: int = flag(256, "VeRA rank")
+    boft_block_size: int = flag(4, "BOFT block size")
+    fourier_n_frequency: int = flag(2000, "FourierFT: learnable frequencies per layer")
+    fourier_scaling: float = flag(300.0, "FourierFT scaling")
+    llamapro_num_new_blocks: int = flag(4, "LLaMA-Pro: decoder blocks added (and trained)")
+    use_galore: bool = flag(False, "GaLore: low-rank gradient projection (full training)")
+    galore_rank: int = flag(128, "GaLore rank")
+    galore_update_proj_gap: int = flag(50, "GaLore: steps between projection updates")
+    galore_scale: float = flag(1.0, "GaLore scale")
+    lisa_activated_layers: int = flag(0, "LISA: decoder layers trained at a time (0: off; full training)")
+    lisa_step_interval: int = flag(20, "LISA: steps between re-sampling the active layers")
+    freeze_parameters_ratio: float = flag(0.0, "full training: freeze this fraction of parameters, from the bottom")
+    trainable_parameters: list[str] = flag([], "full training: name prefixes kept trainable despite freezing")
+    quant_method: str | None = flag(None, "load quantised for QLoRA: bnb", choices=("bnb", "hqq", "quanto"))
+    quant_bits: int | None = flag(None, "4 or 8")
+    bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
+    bnb_4bit_use_double_quant: bool = flag(True, "quantise the quantisation constants too")
+    bnb_4bit_compute_dtype: str | None = flag(None, "compute dtype (default: --torch_dtype)")
+    use_liger_kernel: bool = flag(False, "Liger fused kernels (GPU only)")
+    tuner_backend: str = flag("peft", "peft or unsloth (GPU only)", choices=("peft", "unsloth"))
 
 
 @dataclass

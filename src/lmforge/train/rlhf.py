@@ -145,7 +145,7 @@ def run_rlhf(args: Any) -> int:
 def _load_policy(args: Any, setup: Any, kind: str, dtype: Any) -> tuple[Any, Any]:
     """(model, peft_config): LoRA continues --adapters when given, else trl wraps the model with peft_config."""
     from lmforge.models.loader import load_model
-    from lmforge.tuners.lora import lora_config
+    from lmforge.tuners.lora import TUNERS, check_gpu_only
 
     if kind == "rm":
         from transformers import AutoModelForSequenceClassification
@@ -154,13 +154,16 @@ def _load_policy(args: Any, setup: Any, kind: str, dtype: Any) -> tuple[Any, Any
         model.config.pad_token_id = setup.tokenizer.pad_token_id
     else:
         model = load_model(setup.model_dir, dtype=dtype, trust_remote_code=args.model.trust_remote_code)
+    check_gpu_only(args.tuner)
     if args.tuner.tuner_type == "full":
         return model, None
+    if args.tuner.tuner_type not in TUNERS:
+        raise UserError(f"--tuner_type {args.tuner.tuner_type} is not supported by rlhf", hint="use lora or full")
     if args.tuner.adapters:
         from peft import PeftModel
 
         return PeftModel.from_pretrained(model, args.tuner.adapters[0], is_trainable=True), None
-    cfg = lora_config(args.tuner)
+    cfg = TUNERS[args.tuner.tuner_type](args.tuner)
     if kind == "rm":
         cfg.task_type = "SEQ_CLS"
     return model, cfg
@@ -190,7 +193,7 @@ def train_rlhf(args: Any, kind: str, reward_fns: list | None) -> Path:
     from lmforge.train._trl import trainer_classes
     from lmforge.train.output import make_run_dir, write_args_json
     from lmforge.train.sft import _check_resume, _precision
-    from lmforge.train.trainer import AtomicCheckpoints, JsonlLogger, SaveAtEnd
+    from lmforge.train.trainer import AtomicCheckpoints, JsonlLogger, Progress, SaveAtEnd
 
     t = args.train
     resume = _check_resume(t.resume_from_checkpoint)
@@ -272,6 +275,9 @@ def train_rlhf(args: Any, kind: str, reward_fns: list | None) -> Path:
     atomic = type(f"Atomic{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})
     trainer = atomic(**kwargs)
     trainer.args_json = args_json
+    trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    trainer.add_callback(Progress())
     print(f"[lmforge] {kind} on {len(train_ds)} rows; run dir: {run_dir}")
     trainer.train(resume_from_checkpoint=resume)
     last = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))

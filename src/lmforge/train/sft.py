@@ -76,12 +76,10 @@ def train(args: Any, stage: str) -> Path:
     import torch
     import transformers
 
-    from lmforge.models.loader import load_model
     from lmforge.models.setup import setup_tokenizer
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
     from lmforge.train.output import make_run_dir, write_args_json, write_rows
     from lmforge.train.trainer import JsonlLogger, LmforgeTrainer, Progress, SaveAtEnd
-    from lmforge.tuners.lora import prepare_model
 
     # transformers 5 deprecation notices (gradient_checkpointing -> activation_checkpointing) are not the user's
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -100,14 +98,7 @@ def train(args: Any, stage: str) -> Path:
     dtype, autocast_bf16 = _precision(args)
     on_gpu = torch.cuda.is_available()
     grad_ckpt = t.gradient_checkpointing if t.gradient_checkpointing is not None else on_gpu
-    model = load_model(
-        setup.model_dir,
-        dtype=dtype,
-        trust_remote_code=args.model.trust_remote_code,
-        attn_impl=args.model.attn_impl,
-        device_map=args.model.device_map,
-    )
-    model = prepare_model(model, args.tuner, grad_ckpt)
+    model = load_trainable(args, setup, dtype, grad_ckpt)
     run_dir = make_run_dir(t.output_dir, t.add_version)
     lr = t.learning_rate if t.learning_rate is not None else (1e-5 if args.tuner.tuner_type == "full" else 1e-4)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -131,7 +122,69 @@ def train(args: Any, stage: str) -> Path:
     setup.tokenizer.chat_template = setup.template.jinja  # checkpoints carry the template used in training
     has_val = val_ds is not None
     report = [r for r in t.report_to if r != "none" and _integration_available(r)]
-    targs = transformers.TrainingArguments(
+    targs = training_arguments(args, run_dir, lr, accum, has_val, autocast_bf16, report)
+    flat = t.packing or extra["padding_free"]
+    collator = FlatCollator() if flat else PaddedCollator(setup.tokenizer.pad_token_id)
+    trainer = LmforgeTrainer(
+        model=model,
+        args=targs,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collator,
+        processing_class=setup.tokenizer,
+        args_json=args_json,
+        callbacks=[JsonlLogger(run_dir), SaveAtEnd(), *tuner_callbacks(args.tuner, t.seed)],
+        optimizers=(optimizer(args.tuner, model, lr, t.weight_decay), None),
+    )
+    trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
+    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    trainer.add_callback(Progress())
+    print(f"[lmforge] run dir: {run_dir}")
+    trainer.train(resume_from_checkpoint=resume)
+    last = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if last:
+        print(f"[lmforge] last checkpoint: {last[-1]}")
+    return run_dir
+
+
+def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
+    """The model to train: quantised for QLoRA when asked, wrapped by the chosen tuner."""
+    from lmforge.models.loader import load_model
+    from lmforge.tuners.lora import check_gpu_only, prepare_model
+    from lmforge.tuners.quant import quantization_config
+
+    check_gpu_only(args.tuner)
+    qcfg = quantization_config(args.tuner, dtype)
+    model = load_model(
+        setup.model_dir,
+        dtype=dtype,
+        trust_remote_code=args.model.trust_remote_code,
+        attn_impl=args.model.attn_impl,
+        device_map=args.model.device_map or ("cpu" if qcfg else None),
+        **({"quantization_config": qcfg} if qcfg else {}),
+    )
+    if qcfg is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=grad_ckpt)
+    return prepare_model(model, args.tuner, grad_ckpt)
+
+
+def training_arguments(
+    args: Any, run_dir: Path, lr: float, accum: int, has_val: bool, bf16: bool, report: list[str]
+) -> Any:
+    import torch
+    import transformers
+
+    t, tu = args.train, args.tuner
+    galore = {}
+    if tu.use_galore:  # GaLore lives in the optimizer: transformers wires galore-torch in by name
+        galore = {
+            "optim": "galore_adamw",
+            "optim_target_modules": [r".*attn.*", r".*mlp.*"],
+            "optim_args": f"rank={tu.galore_rank},update_proj_gap={tu.galore_update_proj_gap},scale={tu.galore_scale}",
+        }
+    return transformers.TrainingArguments(
         output_dir=str(run_dir),
         num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps,
@@ -153,35 +206,37 @@ def train(args: Any, stage: str) -> Path:
         logging_first_step=True,
         seed=t.seed,
         data_seed=args.data.data_seed,
-        bf16=autocast_bf16,
-        use_cpu=not on_gpu,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report or "none",
         remove_unused_columns=False,
         prediction_loss_only=True,
         disable_tqdm=False,
+        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        **galore,
     )
-    flat = t.packing or extra["padding_free"]
-    collator = FlatCollator() if flat else PaddedCollator(setup.tokenizer.pad_token_id)
-    trainer = LmforgeTrainer(
-        model=model,
-        args=targs,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        data_collator=collator,
-        processing_class=setup.tokenizer,
-        args_json=args_json,
-        callbacks=[JsonlLogger(run_dir), SaveAtEnd()],
-    )
-    trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
-    trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
-    trainer.add_callback(Progress())
-    print(f"[lmforge] run dir: {run_dir}")
-    trainer.train(resume_from_checkpoint=resume)
-    last = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if last:
-        print(f"[lmforge] last checkpoint: {last[-1]}")
-    return run_dir
+
+
+def optimizer(tuner: Any, model: Any, lr: float, weight_decay: float) -> Any:
+    """LoRA+ needs its own parameter groups; everything else uses the Trainer's optimizer (None)."""
+    if tuner.lorap_lr_ratio is None:
+        return None
+    if tuner.tuner_type != "lora":
+        raise UserError("--lorap_lr_ratio is a LoRA option", hint="use it with --tuner_type lora")
+    from lmforge.tuners.lora import loraplus_optimizer
+
+    return loraplus_optimizer(model, lr, tuner.lorap_lr_ratio, weight_decay)
+
+
+def tuner_callbacks(tuner: Any, seed: int) -> list:
+    if not tuner.lisa_activated_layers:
+        return []
+    if tuner.tuner_type != "full":
+        raise UserError("LISA trains whole layers", hint="use it with --tuner_type full")
+    from lmforge.tuners.callbacks import LISA
+
+    return [LISA(tuner.lisa_activated_layers, tuner.lisa_step_interval, seed)]
 
 
 def _flat_by_default(config: dict) -> bool:
