@@ -127,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args = parse_flags(rest, cmd.groups)
+        from lmforge.train.launch import wants_torchrun
+
+        if wants_torchrun(name):
+            from lmforge.train.launch import relaunch
+
+            return relaunch(name, rest, args.train.output_dir, args.train.add_version)
         module_name, func_name = cmd.target.split(":")
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(args) or 0)

@@ -141,6 +141,9 @@ def train(args: Any, stage: str) -> Path:
     trainer.add_callback(Progress())
     print(f"[lmforge] run dir: {run_dir}")
     trainer.train(resume_from_checkpoint=resume)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        print(f"[lmforge] rank {rank}/{world} trained {trainer.state.global_step} steps", flush=True)
     last = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")

@@ -34,6 +34,14 @@ class AtomicCheckpoints:
         return os.path.join(run_dir, ".staging") if getattr(self, "_staging", False) else run_dir
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        if self.args.world_size > 1:
+            # every rank writes its RNG state into the checkpoint: no single rename can cover that, so several
+            # processes use the Trainer's own layout (rank 0 adds args.json)
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                path = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}" / "args.json"
+                path.write_text(json.dumps(getattr(self, "args_json", {}), ensure_ascii=False, indent=2, default=str))
+            return
         run_dir = Path(super()._get_output_dir(trial))
         name = f"checkpoint-{self.state.global_step}"
         staging = run_dir / ".staging"

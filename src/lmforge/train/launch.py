@@ -1,0 +1,50 @@
+"""`NPROC_PER_NODE=2 lmforge sft ...` relaunches itself under torchrun (torch.distributed.run), as ms-swift does,
+with NNODES, NODE_RANK, MASTER_ADDR and MASTER_PORT from the environment. The launcher picks the run folder once
+and hands it to every rank (LMFORGE_RUN_DIR), so all ranks agree on where rank 0 writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+DISTRIBUTED_COMMANDS = ("sft", "pt", "rlhf")
+
+
+def wants_torchrun(command: str) -> bool:
+    env = os.environ
+    asked = int(env.get("NPROC_PER_NODE", "1")) > 1 or int(env.get("NNODES", "1")) > 1
+    return command in DISTRIBUTED_COMMANDS and asked and "LOCAL_RANK" not in env
+
+
+def relaunch(command: str, argv: list[str], output_dir: str, add_version: bool) -> int:
+    from lmforge.train.output import make_run_dir
+
+    env = dict(os.environ)
+    nnodes = int(env.get("NNODES", "1"))
+    if nnodes > 1:
+        # nodes cannot agree on a timestamped folder without talking first: write into --output_dir itself
+        run_dir = make_run_dir(output_dir, add_version=False)
+    else:
+        run_dir = make_run_dir(output_dir, add_version)
+    env["LMFORGE_RUN_DIR"] = str(run_dir)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={env.get('NPROC_PER_NODE', '1')}",
+        f"--nnodes={nnodes}",
+        f"--node_rank={env.get('NODE_RANK', '0')}",
+        f"--master_addr={env.get('MASTER_ADDR', '127.0.0.1')}",
+        f"--master_port={env.get('MASTER_PORT', '29500')}",
+        "-m",
+        "lmforge",
+        command,
+        *argv,
+    ]
+    print(f"[lmforge] run sh: {' '.join(cmd)}", flush=True)
+    return subprocess.call(cmd, env=env)
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,89 @@
+"""Distributed training through torchrun (gloo on CPU): NPROC_PER_NODE=2, and two "nodes" on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.serve.conftest import free_port
+from tests.train.helpers import logs, only_run, write_sft_data
+
+ARGS = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--logging_steps",
+    "1",
+]
+
+
+def _run(env: dict, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lmforge", *argv],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_nproc_per_node_2(tmp_path, tiny_llama):
+    data = write_sft_data(tmp_path / "d.jsonl", n=16)
+    p = _run(
+        {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())},
+        "sft",
+        "--model",
+        str(tiny_llama),
+        "--dataset",
+        str(data),
+        *ARGS,
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+    assert "torch.distributed.run --nproc_per_node=2" in out
+    assert "rank 0/2 trained 2 steps" in out and "rank 1/2 trained 2 steps" in out
+    run = only_run(tmp_path / "out")  # one run folder, written by rank 0 alone
+    assert json.loads((run / "args.json").read_text())["world_size"] == 2
+    assert [x["global_step"] for x in logs(run) if "loss" in x] == [1, 2]  # one logger, not two
+    ck = run / "checkpoint-2"
+    assert (ck / "adapter_model.safetensors").is_file() and (ck / "rng_state_1.pth").is_file()
+
+
+def test_two_nodes_on_loopback(tmp_path, tiny_llama):
+    data = write_sft_data(tmp_path / "d.jsonl", n=16)
+    port = str(free_port())
+    out_dir = tmp_path / "out"
+    procs = [
+        _run(
+            {
+                "NNODES": "2",
+                "NODE_RANK": str(rank),
+                "NPROC_PER_NODE": "1",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+            "sft",
+            "--model",
+            str(tiny_llama),
+            "--dataset",
+            str(data),
+            *ARGS,
+            "--output_dir",
+            str(out_dir),
+        )
+        for rank in (0, 1)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-2000:] + outs[1][-2000:]
+    assert "rank 0/2 trained 2 steps" in outs[0] and "rank 1/2 trained 2 steps" in outs[1]
+    assert (out_dir / "args.json").is_file() and (out_dir / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    assert not [p for p in out_dir.iterdir() if p.name.startswith("v")]  # no stray per-node folders
