@@ -236,3 +236,26 @@ def test_training_errors_are_one_line(tmp_path, tiny_llama):
     )
     errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]  # weight-loading progress shares stderr
     assert r.returncode != 0 and len(errors) == 1 and "LoRA setup failed" in errors[0] and "Traceback" not in r.stderr
+
+
+def test_pt_streaming(tmp_path, tiny_llama):
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Story {i}: once upon a time"}) + "\n" for i in range(40)))
+    r = run_cli(
+        "pt",
+        "--model",
+        str(tiny_llama),
+        "--dataset",
+        str(data),
+        "--streaming",
+        "true",
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--save_steps",
+        "4",
+        *COMMON,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = only_run(tmp_path / "o")
+    assert [x["global_step"] for x in logs(run) if "loss" in x] == [1, 2, 3, 4]
+    assert (run / "checkpoint-4" / "adapter_model.safetensors").is_file()
