@@ -6,6 +6,7 @@ Nothing here may import torch or transformers: `lmforge --help` must answer in w
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -123,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in rest or "--help" in rest:
         print(format_help(name, cmd.summary, cmd.groups))
         return 0
-    # library deprecation notices (transformers 5 renames) are noise to a user running a command
+    # library deprecation notices (transformers 5 renames) are noise to a user running a command, and so is
+    # bitsandbytes' notice that its optional CPU kernel package is absent (it falls back to plain PyTorch)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         args = parse_flags(rest, cmd.groups)
         from lmforge.train.launch import wants_torchrun

@@ -209,89 +209,97 @@ def build_app(state: ServeState) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest) -> Any:
-        picked = _adapter(state, body.model)
-        if isinstance(picked, JSONResponse):
-            return picked
-        adapter, name = picked
-        msgs = [m.plain() for m in body.messages]
-        try:
-            prompt = state.template.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
-        except Exception as e:  # a template error on user input is a bad request
-            return _err(400, f"messages: cannot apply the chat template ({str(e).splitlines()[0][:200]})")
-        cfg = _sampling(state, body, len(prompt))
-        if isinstance(cfg, JSONResponse):
-            return cfg
-        logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        out, reqs = _submit(state, prompt, cfg, adapter, body.n, logprobs)
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if body.stream:
-            return StreamingResponse(
-                _chat_stream(state, out, reqs, rid, created, name, len(prompt)), media_type="text/event-stream"
-            )
-        results = await _collect(state, out, reqs)
-        choices = []
-        for i, r in enumerate(results):
-            reasoning, content = split_reasoning(r["text"])
-            msg = {"role": "assistant", "content": content}
-            if reasoning is not None:
-                msg["reasoning_content"] = reasoning
-            choice = {"index": i, "message": msg, "finish_reason": r["reason"]}
-            if logprobs is not None:
-                choice["logprobs"] = {"content": r["logprobs"]}
-            choices.append(choice)
-        used = sum(r["tokens"] for r in results)
-        return {
-            "id": rid,
-            "object": "chat.completion",
-            "created": created,
-            "model": name,
-            "choices": choices,
-            "usage": {"prompt_tokens": len(prompt), "completion_tokens": used, "total_tokens": len(prompt) + used},
-        }
+        return await _chat(state, body)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest) -> Any:
-        picked = _adapter(state, body.model)
-        if isinstance(picked, JSONResponse):
-            return picked
-        adapter, name = picked
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if not prompts or body.stream and len(prompts) > 1:
-            return _err(400, "prompt: one prompt string (or a list, without stream)", param="prompt")
-        tok = state.template.tokenizer
-        rid, created, choices, p_tokens, c_tokens = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), [], 0, 0
-        for k, text in enumerate(prompts):
-            ids = tok(text, add_special_tokens=True)["input_ids"]
-            cfg = _sampling(state, body, len(ids))
-            if isinstance(cfg, JSONResponse):
-                return cfg
-            out, reqs = _submit(state, ids, cfg, adapter, body.n, body.logprobs)
-            if body.stream:
-                return StreamingResponse(
-                    _completion_stream(state, out, reqs, rid, created, name), media_type="text/event-stream"
-                )
-            for r in await _collect(state, out, reqs):
-                choices.append(
-                    {
-                        "index": len(choices),
-                        "text": (text if body.echo else "") + r["text"],
-                        "finish_reason": r["reason"],
-                        "logprobs": None,
-                    }
-                )
-                c_tokens += r["tokens"]
-            p_tokens += len(ids) * body.n
-            del k
-        return {
-            "id": rid,
-            "object": "text_completion",
-            "created": created,
-            "model": name,
-            "choices": choices,
-            "usage": {"prompt_tokens": p_tokens, "completion_tokens": c_tokens, "total_tokens": p_tokens + c_tokens},
-        }
+        return await _completions(state, body)
 
     return app
+
+
+async def _chat(state: ServeState, body: ChatRequest) -> Any:
+    picked = _adapter(state, body.model)
+    if isinstance(picked, JSONResponse):
+        return picked
+    adapter, name = picked
+    msgs = [m.plain() for m in body.messages]
+    try:
+        prompt = state.template.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
+    except Exception as e:  # a template error on user input is a bad request
+        return _err(400, f"messages: cannot apply the chat template ({str(e).splitlines()[0][:200]})")
+    cfg = _sampling(state, body, len(prompt))
+    if isinstance(cfg, JSONResponse):
+        return cfg
+    logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    out, reqs = _submit(state, prompt, cfg, adapter, body.n, logprobs)
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+        return StreamingResponse(
+            _chat_stream(state, out, reqs, rid, created, name, len(prompt)), media_type="text/event-stream"
+        )
+    results = await _collect(state, out, reqs)
+    choices = []
+    for i, r in enumerate(results):
+        reasoning, content = split_reasoning(r["text"])
+        msg = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            msg["reasoning_content"] = reasoning
+        choice = {"index": i, "message": msg, "finish_reason": r["reason"]}
+        if logprobs is not None:
+            choice["logprobs"] = {"content": r["logprobs"]}
+        choices.append(choice)
+    used = sum(r["tokens"] for r in results)
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": name,
+        "choices": choices,
+        "usage": {"prompt_tokens": len(prompt), "completion_tokens": used, "total_tokens": len(prompt) + used},
+    }
+
+
+async def _completions(state: ServeState, body: CompletionRequest) -> Any:
+    picked = _adapter(state, body.model)
+    if isinstance(picked, JSONResponse):
+        return picked
+    adapter, name = picked
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts or body.stream and len(prompts) > 1:
+        return _err(400, "prompt: one prompt string (or a list, without stream)", param="prompt")
+    tok = state.template.tokenizer
+    rid, created, choices, p_tokens, c_tokens = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), [], 0, 0
+    for k, text in enumerate(prompts):
+        ids = tok(text, add_special_tokens=True)["input_ids"]
+        cfg = _sampling(state, body, len(ids))
+        if isinstance(cfg, JSONResponse):
+            return cfg
+        out, reqs = _submit(state, ids, cfg, adapter, body.n, body.logprobs)
+        if body.stream:
+            return StreamingResponse(
+                _completion_stream(state, out, reqs, rid, created, name), media_type="text/event-stream"
+            )
+        for r in await _collect(state, out, reqs):
+            choices.append(
+                {
+                    "index": len(choices),
+                    "text": (text if body.echo else "") + r["text"],
+                    "finish_reason": r["reason"],
+                    "logprobs": None,
+                }
+            )
+            c_tokens += r["tokens"]
+        p_tokens += len(ids) * body.n
+        del k
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": name,
+        "choices": choices,
+        "usage": {"prompt_tokens": p_tokens, "completion_tokens": c_tokens, "total_tokens": p_tokens + c_tokens},
+    }
 
 
 async def _chat_stream(

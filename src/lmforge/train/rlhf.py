@@ -227,34 +227,7 @@ def train_rlhf(args: Any, kind: str, reward_fns: list | None) -> Path:
     }
     args_json = write_args_json(run_dir / "args.json", args, extra)
     setup.tokenizer.chat_template = setup.template.jinja
-    has_val = val_ds is not None
-    config = config_cls(
-        output_dir=str(run_dir),
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        learning_rate=lr,
-        gradient_accumulation_steps=accum,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=t.eval_steps or t.save_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        seed=t.seed,
-        bf16=bf16,
-        use_cpu=not _on_gpu(),
-        report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=t.dataloader_num_workers,
-        **method,
-    )
+    config = _config(config_cls, t, run_dir, lr, accum, val_ds is not None, bf16, method)
     kwargs: dict[str, Any] = {
         "model": model,
         "args": config,
@@ -284,6 +257,39 @@ def train_rlhf(args: Any, kind: str, reward_fns: list | None) -> Path:
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")
     return run_dir
+
+
+def _config(
+    config_cls: Any, t: Any, run_dir: Path, lr: float, accum: int, has_val: bool, bf16: bool, method: dict[str, Any]
+) -> Any:
+    """The trl config: the shared training flags plus the method's own."""
+    return config_cls(
+        output_dir=str(run_dir),
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        learning_rate=lr,
+        gradient_accumulation_steps=accum,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps or t.save_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        seed=t.seed,
+        bf16=bf16,
+        use_cpu=not _on_gpu(),
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=t.dataloader_num_workers,
+        **method,
+    )
 
 
 def _on_gpu() -> bool:

@@ -154,8 +154,9 @@ def prepare_model(model: Any, tuner: Any, gradient_checkpointing: bool) -> Any:
             else:
                 model = get_peft_model(model, TUNERS[tuner.tuner_type](tuner))
         except ValueError as e:
+            label = "LoRA" if tuner.tuner_type == "lora" else tuner.tuner_type
             raise UserError(
-                f"{tuner.tuner_type} setup failed: {str(e).splitlines()[0][:200]}",
+                f"{label} setup failed: {str(e).splitlines()[0][:200]}",
                 hint="check --target_modules / --target_regex against the model's module names",
             )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
