@@ -263,31 +263,11 @@ def _config(
     config_cls: Any, t: Any, run_dir: Path, lr: float, accum: int, has_val: bool, bf16: bool, method: dict[str, Any]
 ) -> Any:
     """The trl config: the shared training flags plus the method's own."""
+    from lmforge.train.sft import shared_training_kwargs
+
     return config_cls(
-        output_dir=str(run_dir),
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        learning_rate=lr,
-        gradient_accumulation_steps=accum,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=t.eval_steps or t.save_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        seed=t.seed,
-        bf16=bf16,
-        use_cpu=not _on_gpu(),
+        **shared_training_kwargs(t, run_dir, lr, accum, has_val, bf16),
         report_to="none",
-        remove_unused_columns=False,
-        dataloader_num_workers=t.dataloader_num_workers,
         **method,
     )
 

@@ -176,7 +176,6 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
 def training_arguments(
     args: Any, run_dir: Path, lr: float, accum: int, has_val: bool, bf16: bool, report: list[str]
 ) -> Any:
-    import torch
     import transformers
 
     t, tu = args.train, args.tuner
@@ -188,6 +187,21 @@ def training_arguments(
             "optim_args": f"rank={tu.galore_rank},update_proj_gap={tu.galore_update_proj_gap},scale={tu.galore_scale}",
         }
     return transformers.TrainingArguments(
+        **shared_training_kwargs(t, run_dir, lr, accum, has_val, bf16),
+        adam_beta2=t.adam_beta2,
+        data_seed=args.data.data_seed,
+        report_to=report or "none",
+        prediction_loss_only=True,
+        disable_tqdm=False,
+        **galore,
+    )
+
+
+def shared_training_kwargs(t: Any, run_dir: Path, lr: float, accum: int, has_val: bool, bf16: bool) -> dict[str, Any]:
+    """The TrainingArguments every trainer here shares (ours and trl's configs, which extend it)."""
+    import torch
+
+    return dict(
         output_dir=str(run_dir),
         num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps,
@@ -198,7 +212,6 @@ def training_arguments(
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_ratio,
         weight_decay=t.weight_decay,
-        adam_beta2=t.adam_beta2,
         max_grad_norm=t.max_grad_norm,
         eval_strategy="steps" if has_val else "no",
         eval_steps=t.eval_steps or t.save_steps,
@@ -208,16 +221,12 @@ def training_arguments(
         logging_steps=t.logging_steps,
         logging_first_step=True,
         seed=t.seed,
-        data_seed=args.data.data_seed,
         bf16=bf16,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=t.dataloader_num_workers,
-        report_to=report or "none",
         remove_unused_columns=False,
-        prediction_loss_only=True,
-        disable_tqdm=False,
+        # several CPU processes talk over gloo (NCCL is GPU-only)
         ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
-        **galore,
     )
 
 
