@@ -80,6 +80,14 @@ def test_chat_page_streams_an_answer(tiny_llama):
             )
             assert "Hello, who are you?" in page.locator("#chatbot .user-row").first.inner_text()
             assert page.locator("#chatbot .bot-row").last.inner_text().strip()
+            # let the stream finish (the answer stops changing), then Clear empties the chat
+            last = None
+            for _ in range(60):
+                now = page.locator("#chatbot .bot-row").last.inner_text()
+                if now == last:
+                    break
+                last = now
+                page.wait_for_timeout(1000)
             page.locator("#clear").click()
             page.wait_for_function(
                 "() => document.querySelectorAll('#chatbot .message-row').length === 0", timeout=30_000

@@ -61,10 +61,13 @@ def build_page(engine: PtEngine, cfg: SamplingConfig, title: str) -> Any:
             send_btn = gr.Button("Send", variant="primary", elem_id="send")
             regen_btn = gr.Button("Regenerate", elem_id="regenerate")
             clear_btn = gr.Button("Clear", elem_id="clear")
-        box.submit(send, [box, chat, system], [box, chat])
-        send_btn.click(send, [box, chat, system], [box, chat])
-        regen_btn.click(regenerate, [chat, system], chat)
-        clear_btn.click(lambda: [], None, chat)
+        running = [
+            box.submit(send, [box, chat, system], [box, chat]),
+            send_btn.click(send, [box, chat, system], [box, chat]),
+            regen_btn.click(regenerate, [chat, system], chat),
+        ]
+        # Clear also stops an answer still streaming (else its next chunk would bring the history back)
+        clear_btn.click(lambda: [], None, chat, cancels=running)
     return page
 
 
