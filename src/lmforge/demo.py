@@ -57,12 +57,14 @@ def answers(model_dir: Path, adapters: list[str]) -> list[str]:
     import torch
 
     from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.generate import generate, load_for_inference
+    from lmforge.infer.engine import PtEngine, SamplingConfig
+    from lmforge.infer.generate import load_for_inference
     from lmforge.models.setup import setup_tokenizer
 
     setup = setup_tokenizer(ModelArgs(model=str(model_dir)), TemplateArgs())
-    model = load_for_inference(model_dir, adapters, dtype=torch.float32)
-    return generate(model, setup.template, [[{"role": "user", "content": q}] for q in QUESTIONS], max_new_tokens=48)
+    engine = PtEngine(load_for_inference(model_dir, adapters, dtype=torch.float32), setup.template, len(QUESTIONS))
+    convs = [[{"role": "user", "content": q}] for q in QUESTIONS]
+    return [c.text for c in engine.generate(convs, SamplingConfig(max_new_tokens=48))]
 
 
 def main() -> int:

@@ -5,6 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+SHORT_RUN = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "2",
+    "--gradient_accumulation_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--logging_steps",
+    "1",
+]  # two optimizer steps, one checkpoint at the end
+
 
 def write_sft_data(path: Path, n: int = 24) -> Path:
     rows = [{"query": f"What is {i} plus {i}?", "response": f"{i} plus {i} is {2 * i}."} for i in range(n)]

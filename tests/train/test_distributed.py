@@ -8,20 +8,9 @@ import subprocess
 import sys
 
 from tests.serve.conftest import free_port
-from tests.train.helpers import logs, only_run, write_sft_data
+from tests.train.helpers import SHORT_RUN, logs, only_run, write_sft_data
 
-ARGS = [
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "2",
-    "--gradient_accumulation_steps",
-    "1",
-    "--save_steps",
-    "2",
-    "--logging_steps",
-    "1",
-]
+ARGS = SHORT_RUN
 
 
 def _run(env: dict, *argv: str) -> subprocess.Popen:

@@ -10,22 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import FIXTURES, run_cli
-from tests.train.helpers import logs, only_run, write_sft_data
+from tests.train.helpers import SHORT_RUN, logs, only_run, write_sft_data
 
-STEPS = [
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "2",
-    "--gradient_accumulation_steps",
-    "1",
-    "--save_steps",
-    "2",
-    "--logging_steps",
-    "1",
-    "--learning_rate",
-    "1e-2",
-]
+STEPS = [*SHORT_RUN, "--learning_rate", "1e-2"]
 CASES = {
     "dpo": ["--dataset", str(FIXTURES / "pref.jsonl")],
     "kto": ["--dataset", str(FIXTURES / "kto.jsonl")],

@@ -9,24 +9,9 @@ import pytest
 import torch
 
 from lmforge.cli import main
-from tests.train.helpers import logs, only_run, write_sft_data
+from tests.train.helpers import SHORT_RUN, logs, only_run, write_sft_data
 
-STEPS = [
-    "--max_steps",
-    "2",
-    "--per_device_train_batch_size",
-    "2",
-    "--gradient_accumulation_steps",
-    "1",
-    "--save_steps",
-    "2",
-    "--logging_steps",
-    "1",
-    "--learning_rate",
-    "1e-2",
-    "--torch_dtype",
-    "float32",
-]
+STEPS = [*SHORT_RUN, "--learning_rate", "1e-2", "--torch_dtype", "float32"]
 
 
 def _sft(tmp_path: Path, model: Path, *extra: str) -> Path:

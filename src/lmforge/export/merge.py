@@ -38,13 +38,7 @@ def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
     tok.save_pretrained(tmp)
     gen = model.generation_config
-    gen.eos_token_id = sorted(
-        {
-            t
-            for t in (tok.convert_tokens_to_ids(setup.template.end_of_turn), tok.eos_token_id)
-            if isinstance(t, int) and t >= 0
-        }
-    )
+    gen.eos_token_id = setup.template.stop_ids()
     gen.pad_token_id = tok.pad_token_id
     gen.save_pretrained(tmp)
     saved = (

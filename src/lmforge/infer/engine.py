@@ -44,8 +44,7 @@ class PtEngine:
         self.max_batch_size = max_batch_size
         self._lock = threading.Lock()  # one generate at a time per model; callers batch instead
         tok = self.tokenizer
-        eot = tok.convert_tokens_to_ids(template.end_of_turn)
-        self.stop_ids = sorted({t for t in (eot, tok.eos_token_id) if isinstance(t, int) and t >= 0})
+        self.stop_ids = template.stop_ids()
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
 
     def _gen_kwargs(self, cfg: SamplingConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Batched greedy/sampled generation with the PyTorch engine: left padding, each row stops at its own end."""
+"""Load a model with its LoRA adapters for inference (generation itself is infer.engine.PtEngine)."""
 
 from __future__ import annotations
 
@@ -23,37 +23,3 @@ def load_for_inference(model_dir: Path, adapters: list[str] | None = None, dtype
 
         model = PeftModel.from_pretrained(model, path)
     return model.eval()
-
-
-def generate(
-    model: Any,
-    template: Any,
-    conversations: list[list[dict]],
-    max_new_tokens: int = 64,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-) -> list[str]:
-    """Answer each conversation; greedy when temperature is 0."""
-    import torch
-
-    tok = template.tokenizer
-    prompts = [template.prompt_ids(c) for c in conversations]
-    width = max(len(p) for p in prompts)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    eot = tok.convert_tokens_to_ids(template.end_of_turn)
-    stop = sorted({t for t in (eot, tok.eos_token_id) if isinstance(t, int) and t >= 0})
-    kwargs: dict[str, Any] = {"do_sample": temperature > 0}
-    if temperature > 0:
-        kwargs.update(temperature=temperature, top_p=top_p)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=stop,
-            pad_token_id=pad,
-            **kwargs,
-        )
-    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]

@@ -41,7 +41,7 @@ def build_state(args: Any) -> Any:
     import torch
 
     from lmforge.infer.generate import load_for_inference
-    from lmforge.infer.restore import check_adapter_dir, restore_args
+    from lmforge.infer.restore import check_adapter_dir, restore_args, tokenizer_source
     from lmforge.models.loader import resolve_dtype
     from lmforge.models.setup import setup_tokenizer
     from lmforge.serve.app import ServeState
@@ -54,12 +54,7 @@ def build_state(args: Any) -> Any:
         check_adapter_dir(path)
     args.tuner.adapters = plain + list(named.values())
     restore_args(args, args.deploy.load_args)
-    tok_dir = (
-        Path(args.tuner.adapters[0])
-        if args.tuner.adapters and (Path(args.tuner.adapters[0]) / "tokenizer_config.json").is_file()
-        else None
-    )
-    setup = setup_tokenizer(args.model, args.template, tok_dir)
+    setup = setup_tokenizer(args.model, args.template, tokenizer_source(args))
     dtype = resolve_dtype(args.model.torch_dtype) if args.model.torch_dtype else torch.float32
     model = load_for_inference(setup.model_dir, plain, dtype=dtype)
     if named:
@@ -77,8 +72,7 @@ def build_state(args: Any) -> Any:
     base_name = args.deploy.served_model_name or (Path(plain[0]).name if plain else default_name)
     adapters = {name: name for name in named}
     tok = setup.tokenizer
-    eot = tok.convert_tokens_to_ids(setup.template.end_of_turn)
-    stops = sorted({t for t in (eot, tok.eos_token_id) if isinstance(t, int) and t >= 0})
+    stops = setup.template.stop_ids()
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     # plain adapters are the default model: requests naming the base get them (peft's default adapter stays on)
     batcher = Batcher(model, stops, pad, max_batch_size=args.deploy.max_batch_size)

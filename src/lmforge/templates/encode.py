@@ -66,6 +66,12 @@ class ChatTemplate:
         self.enable_thinking = enable_thinking
         self._empty_think = re.compile(spec.empty_think) if spec.empty_think else None
 
+    def stop_ids(self) -> list[int]:
+        """Token ids that end an answer: the template's end-of-turn marker and eos."""
+        tok = self.tokenizer
+        ids = (tok.convert_tokens_to_ids(self.end_of_turn), tok.eos_token_id)
+        return sorted({t for t in ids if isinstance(t, int) and t >= 0})
+
     # -- rendering -----------------------------------------------------------------------------------------------
     def with_system(self, messages: list[dict]) -> list[dict]:
         """Apply --system: it fills in a missing system turn; '' removes the template's default."""

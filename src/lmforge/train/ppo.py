@@ -94,8 +94,7 @@ class PPO:
         lr = args.train.learning_rate or 1e-4
         self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         self.params = params
-        eot = self.tok.convert_tokens_to_ids(setup.template.end_of_turn)
-        self.stop_ids = sorted({t for t in (eot, self.tok.eos_token_id) if isinstance(t, int) and t >= 0})
+        self.stop_ids = setup.template.stop_ids()
 
     def rollout(self, prompts: list[list[dict]]) -> dict[str, Any]:
         import torch
