@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmforge-setup
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench-peers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,3 +27,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench && $(BIN)/ruff format --check src tests bench
+
+# ms-swift and LLaMA-Factory in their own venvs under bench/.peers/, then the same jobs in all three tools
+bench-peers: $(STAMP)
+	bash bench/peers/setup.sh
+	$(BIN)/python bench/peers/run.py

@@ -65,6 +65,11 @@ def run(args: Any) -> int:
                 f"  tokens per row: min {min(lengths)}, median {int(statistics.median(lengths))}, max {max(lengths)}"
                 f", total {sum(lengths)}"
             )
+        if label == "train" and args.check.estimate and lengths:
+            from lmforge.estimate import print_estimate
+
+            usable = [r for r in zip(enc["length"], enc["labels"], enc["error"]) if not r[2]]
+            print_estimate(args, setup.model_dir, [n for n, _, _ in usable], [_trained(lab) for _, lab, _ in usable])
         if label == "train":
             shown = 0
             for row in enc:
@@ -86,3 +91,7 @@ def run(args: Any) -> int:
         return 1
     print("check: all rows usable")
     return 0
+
+
+def _trained(labels: list[int]) -> int:
+    return sum(1 for t in labels if t != -100)

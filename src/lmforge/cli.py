@@ -36,7 +36,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command(
         "Pre-flight: load the tokenizer, encode every dataset row, report lengths, drops and one sample with its "
         "trained spans marked. Exit 1 when a row is unusable.",
-        {"model": ModelArgs, "template": TemplateArgs, "data": DataArgs, "check": CheckArgs},
+        {"check": CheckArgs, **_TRAIN_GROUPS},
         "lmforge.check:run",
     ),
     "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.sft:run_sft"),
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_flags(rest, cmd.groups)
         from lmforge.train.launch import wants_torchrun
 
-        if wants_torchrun(name):
+        if wants_torchrun(name, deepspeed=bool(getattr(getattr(args, "train", None), "deepspeed", None))):
             from lmforge.train.launch import relaunch
 
             return relaunch(name, rest, args.train.output_dir, args.train.add_version)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.serve.conftest import free_port
 from tests.train.helpers import SHORT_RUN, logs, only_run, write_sft_data
 
@@ -76,3 +78,80 @@ def test_two_nodes_on_loopback(tmp_path, tiny_llama):
     assert "rank 0/2 trained 2 steps" in outs[0] and "rank 1/2 trained 2 steps" in outs[1]
     assert (out_dir / "args.json").is_file() and (out_dir / "checkpoint-2" / "adapter_model.safetensors").is_file()
     assert not [p for p in out_dir.iterdir() if p.name.startswith("v")]  # no stray per-node folders
+
+
+def test_resume_under_another_world_size(tmp_path, tiny_llama):
+    """A checkpoint written by two ranks resumes in one process (and keeps counting steps)."""
+    data = write_sft_data(tmp_path / "d.jsonl", n=16)
+    common = ["sft", "--model", str(tiny_llama), "--dataset", str(data), "--per_device_train_batch_size", "2"]
+    common += [
+        "--gradient_accumulation_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--save_steps",
+        "2",
+        "--add_version",
+        "false",
+    ]
+    p = _run(
+        {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())},
+        *common,
+        "--max_steps",
+        "2",
+        "--output_dir",
+        str(tmp_path / "a"),
+    )
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+    ck = tmp_path / "a" / "checkpoint-2"
+    p = _run({}, *common, "--max_steps", "4", "--output_dir", str(tmp_path / "b"), "--resume_from_checkpoint", str(ck))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-3000:]
+    steps = [x["global_step"] for x in logs(tmp_path / "b") if "loss" in x]
+    assert steps == [3, 4], steps  # continued from step 2, not restarted
+    assert (tmp_path / "b" / "checkpoint-4" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_zero_on_cpu(tmp_path, tiny_llama, stage):
+    """DeepSpeed through the Trainer on CPU (gloo, DS_ACCELERATOR=cpu); the first run JIT-builds DeepSpeed's
+    shared-memory comm op (about a minute)."""
+    data = write_sft_data(tmp_path / "d.jsonl", n=16)
+    p = _run(
+        {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())},
+        "sft", "--model", str(tiny_llama), "--dataset", str(data), *ARGS, "--deepspeed", stage,
+        "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    out, _ = p.communicate(timeout=900)
+    assert p.returncode == 0, out[-3000:]
+    assert "rank 0/2 trained 2 steps" in out and "rank 1/2 trained 2 steps" in out
+    run = only_run(tmp_path / "out")
+    saved = json.loads((run / "args.json").read_text())
+    assert saved["deepspeed"] == stage and saved["world_size"] == 2
+    assert [x["global_step"] for x in logs(run) if "loss" in x] == [1, 2]
+    assert (run / "checkpoint-2" / "adapter_model.safetensors").is_file()
+
+
+def test_fsdp_on_cpu_says_what_to_use(tmp_path, tiny_llama):
+    from tests.conftest import run_cli
+
+    data = write_sft_data(tmp_path / "d.jsonl", n=8)
+    r = run_cli("sft", "--model", str(tiny_llama), "--dataset", str(data), "--fsdp", "fsdp2", *ARGS,
+                "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "--fsdp needs GPUs" in err[0] and "--deepspeed zero3" in err[0]
+
+
+def test_device_map_auto_trains(tmp_path, tiny_llama):
+    from tests.conftest import run_cli
+
+    data = write_sft_data(tmp_path / "d.jsonl", n=8)
+    r = run_cli("sft", "--model", str(tiny_llama), "--dataset", str(data), "--device_map", "auto", *ARGS,
+                "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = only_run(tmp_path / "out")
+    assert json.loads((run / "args.json").read_text())["device_map"] == "auto"
+    assert (run / "checkpoint-2" / "adapter_model.safetensors").is_file()

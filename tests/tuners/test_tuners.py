@@ -65,6 +65,14 @@ def test_qlora_nf4_on_cpu(tmp_path, tiny_llama):
     assert all(x["loss"] > 0 for x in logs(ckpt.parent) if "loss" in x)
 
 
+@pytest.mark.parametrize("bits", ["8", "4"])
+def test_qlora_quanto_on_cpu(tmp_path, tiny_llama, bits):
+    ckpt = _sft(tmp_path, tiny_llama, "--quant_method", "quanto", "--quant_bits", bits)
+    assert (ckpt / "adapter_model.safetensors").is_file()
+    losses = [x["loss"] for x in logs(ckpt.parent) if "loss" in x]
+    assert len(losses) == 2 and all(v > 0 for v in losses)
+
+
 def test_loraplus_puts_the_ratio_on_b(tiny_llama):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
@@ -144,8 +152,9 @@ def test_galore_full_training(tmp_path, tiny_llama):
     [
         (["--use_liger_kernel", "true"], "--use_liger_kernel needs a CUDA GPU"),
         (["--tuner_backend", "unsloth"], "--tuner_backend unsloth needs a CUDA GPU"),
-        (["--tuner_type", "reft"], "--tuner_type reft is not available"),
+        (["--tuner_type", "reft"], "pyreft requires transformers 4.45"),
         (["--quant_bits", "4"], "--quant_bits without --quant_method"),
+        (["--quant_method", "hqq", "--quant_bits", "4"], "transformers cannot load HQQ models"),
     ],
 )
 def test_gpu_only_and_unavailable_paths_fail_clearly(tmp_path, tiny_llama, capsys, flag, needle):
@@ -168,3 +177,30 @@ def test_gpu_only_and_unavailable_paths_fail_clearly(tmp_path, tiny_llama, capsy
     )
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert code != 0 and len(err) == 1 and needle in err[0]
+
+
+def test_bottleneck_adapter_trains_saves_resumes_and_serves(tmp_path, tiny_llama, capsys):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.infer.generate import load_for_inference
+
+    ckpt = _sft(tmp_path, tiny_llama, "--tuner_type", "adapter", "--adapter_length", "16")
+    weights = load_file(str(ckpt / "adapter_model.safetensors"))
+    assert weights and all(".mlp.lmforge_adapter." in k for k in weights)  # only the adapters are saved
+    assert len(weights) == 2 * 4  # 2 blocks x (down, up) x (weight, bias)
+    assert any(v.abs().max() > 0 for k, v in weights.items() if ".up." in k)  # zero-initialised `up` trained
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
+    before = _logits(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), ids)
+    after = _logits(load_for_inference(tiny_llama, [str(ckpt)]), ids)
+    assert (after - before).abs().max() > 1e-6
+    # resume from the adapter checkpoint: steps continue, the adapter weights are the starting point
+    data, out = tmp_path / "d.jsonl", tmp_path / "resumed"
+    argv = ["sft", "--model", str(tiny_llama), "--dataset", str(data), *STEPS, "--tuner_type", "adapter"]
+    argv += ["--adapter_length", "16", "--max_steps", "3", "--output_dir", str(out)]
+    assert main([*argv, "--resume_from_checkpoint", str(ckpt)]) == 0
+    assert [x["global_step"] for x in logs(only_run(out)) if "loss" in x] == [3]
+    capsys.readouterr()
+    code = main(["export", "--adapters", str(ckpt), "--merge_lora", "true", "--output_dir", str(tmp_path / "m")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert code != 0 and len(err) == 1 and "nothing to merge" in err[0]

@@ -84,17 +84,20 @@ class DataArgs:
 class CheckArgs:
     dump_encoded: str | None = flag(None, "write one JSON line per encoded row: {input_ids, labels}")
     show_samples: int = flag(1, "how many encoded rows to print with their trained spans marked")
+    estimate: bool = flag(False, "also estimate parameters and per-rank memory for the training flags given")
 
 
 @dataclass
 class TunerArgs:
     tuner_type: str = flag(
         "lora",
-        "lora, full, adalora, vera, boft, fourierft, bone, llamapro",
+        "lora, full, adalora, vera, boft, fourierft, bone, llamapro, adapter",
         aliases=("train_type",),
         choices=("lora", "full", "adalora", "vera", "boft", "fourierft", "bone", "llamapro", "adapter", "reft"),
     )
     lora_rank: int = flag(8, "LoRA rank r")
+    adapter_length: int = flag(128, "--tuner_type adapter: bottleneck width")
+    adapter_act: str = flag("gelu", "--tuner_type adapter: activation (gelu, relu, silu, tanh)")
     lora_alpha: int = flag(32, "LoRA alpha")
     lora_dropout: float = flag(0.05, "LoRA dropout")
     lora_bias: str = flag("none", "LoRA bias: none, all, lora_only", choices=("none", "all", "lora_only"))
@@ -121,7 +124,7 @@ class TunerArgs:
     lisa_step_interval: int = flag(20, "LISA: steps between re-sampling the active layers")
     freeze_parameters_ratio: float = flag(0.0, "full training: freeze this fraction of parameters, from the bottom")
     trainable_parameters: list[str] = flag([], "full training: name prefixes kept trainable despite freezing")
-    quant_method: str | None = flag(None, "load quantised for QLoRA: bnb", choices=("bnb", "hqq", "quanto"))
+    quant_method: str | None = flag(None, "load quantised for QLoRA: bnb or quanto", choices=("bnb", "hqq", "quanto"))
     quant_bits: int | None = flag(None, "4 or 8")
     bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
     bnb_4bit_use_double_quant: bool = flag(True, "quantise the quantisation constants too")
@@ -162,6 +165,10 @@ class TrainArgs:
         "flatten each batch into one row with position ids, no padding (default: on for llama/qwen families, "
         "measured 1.15-1.19x faster on CPU)",
     )
+    deepspeed: str | None = flag(
+        None, "ZeRO: zero0, zero1, zero2, zero3, zero2_offload, zero3_offload or a DeepSpeed config .json"
+    )
+    fsdp: str | None = flag(None, "FSDP on GPUs: fsdp2 (full shard, one unit per decoder layer) or a config .json")
 
 
 @dataclass

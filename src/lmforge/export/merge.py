@@ -28,7 +28,14 @@ def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
 
     setup = setup_tokenizer(args.model, args.template, tokenizer_source(args))
     model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
+    from lmforge.tuners.adapter import is_adapter_dir
+
     for path in args.tuner.adapters:
+        if is_adapter_dir(path):
+            raise UserError(
+                f"{path}: bottleneck adapters add layers, there is nothing to merge into the base weights",
+                hint="use it as it is: lmforge infer/deploy --adapters CKPT",
+            )
         model = PeftModel.from_pretrained(model, path)
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
     tmp = out.with_name(out.name + ".tmp")

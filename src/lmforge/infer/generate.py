@@ -19,6 +19,11 @@ def load_for_inference(model_dir: Path, adapters: list[str] | None = None, dtype
         if not (Path(path) / "adapter_config.json").is_file():
             hint = "this is a full checkpoint: use --model" if (Path(path) / "config.json").is_file() else None
             raise UserError(f"--adapters {path}: no adapter_config.json", hint=hint or "pass a LoRA checkpoint folder")
+        from lmforge.tuners.adapter import is_adapter_dir, load_adapters
+
+        if is_adapter_dir(path):
+            model = load_adapters(model, path)
+            continue
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, path)

@@ -11,9 +11,10 @@ import sys
 DISTRIBUTED_COMMANDS = ("sft", "pt", "rlhf")
 
 
-def wants_torchrun(command: str) -> bool:
+def wants_torchrun(command: str, deepspeed: bool = False) -> bool:
+    """Several processes asked for, or DeepSpeed (which wants torchrun's environment even for one process)."""
     env = os.environ
-    asked = int(env.get("NPROC_PER_NODE", "1")) > 1 or int(env.get("NNODES", "1")) > 1
+    asked = int(env.get("NPROC_PER_NODE", "1")) > 1 or int(env.get("NNODES", "1")) > 1 or deepspeed
     return command in DISTRIBUTED_COMMANDS and asked and "LOCAL_RANK" not in env
 
 

@@ -87,6 +87,10 @@ def train(args: Any, stage: str) -> Path:
     if args.data.streaming and t.max_steps <= 0:
         raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
     resume = _check_resume(t.resume_from_checkpoint)
+    from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
+
+    deepspeed_config(t.deepspeed, torch.cuda.is_available())  # flag errors before anything is loaded
+    fsdp_kwargs(t.fsdp, torch.cuda.is_available())
     transformers.set_seed(t.seed)
     setup = setup_tokenizer(args.model, args.template)
     train_ds, val_ds, data = _encode(args, setup, stage)
@@ -96,6 +100,12 @@ def train(args: Any, stage: str) -> Path:
         train_ds = pack_rows(train_ds, args.template.max_length or 2048)
         print(f"[lmforge] packed into {len(train_ds)} rows of <= {args.template.max_length or 2048} tokens")
     dtype, autocast_bf16 = _precision(args)
+    if not args.data.streaming:
+        from lmforge.estimate import print_estimate
+
+        lengths = train_ds["length"]
+        trained = [n // 2 for n in lengths] if stage == "sft" else lengths  # answers are about half of a chat row
+        print_estimate(args, setup.model_dir, lengths, trained, strict=False)
     on_gpu = torch.cuda.is_available()
     grad_ckpt = t.gradient_checkpointing if t.gradient_checkpointing is not None else on_gpu
     model = load_trainable(args, setup, dtype, grad_ckpt)
@@ -152,6 +162,8 @@ def train(args: Any, stage: str) -> Path:
 
 def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
     """The model to train: quantised for QLoRA when asked, wrapped by the chosen tuner."""
+    import torch
+
     from lmforge.models.loader import load_model
     from lmforge.tuners.lora import check_gpu_only, prepare_model
     from lmforge.tuners.quant import quantization_config
@@ -162,7 +174,7 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
         setup.model_dir,
         dtype=dtype,
         trust_remote_code=args.model.trust_remote_code,
-        attn_impl=args.model.attn_impl,
+        attn_impl=args.model.attn_impl or _training_attention(),
         device_map=args.model.device_map or ("cpu" if qcfg else None),
         **({"quantization_config": qcfg} if qcfg else {}),
     )
@@ -170,7 +182,25 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=grad_ckpt)
-    return prepare_model(model, args.tuner, grad_ckpt)
+    # a KV cache in a training forward makes transformers skip the packed-sequence mask of padding-free batches
+    model.config.use_cache = False
+    model = prepare_model(model, args.tuner, grad_ckpt)
+    if not torch.cuda.is_available():
+        from lmforge.tuners.dropout import use_lane_dropout
+
+        use_lane_dropout(model)
+    return model
+
+
+def _training_attention() -> str:
+    """sdpa on GPU; on CPU our per-sequence attention (train/attention.py explains the measurements)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "sdpa"
+    from lmforge.train.attention import register
+
+    return register()
 
 
 def training_arguments(
@@ -201,6 +231,9 @@ def shared_training_kwargs(t: Any, run_dir: Path, lr: float, accum: int, has_val
     """The TrainingArguments every trainer here shares (ours and trl's configs, which extend it)."""
     import torch
 
+    from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
+
+    on_gpu = torch.cuda.is_available()
     return dict(
         output_dir=str(run_dir),
         num_train_epochs=t.num_train_epochs,
@@ -222,11 +255,13 @@ def shared_training_kwargs(t: Any, run_dir: Path, lr: float, accum: int, has_val
         logging_first_step=True,
         seed=t.seed,
         bf16=bf16,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not on_gpu,
         dataloader_num_workers=t.dataloader_num_workers,
         remove_unused_columns=False,
         # several CPU processes talk over gloo (NCCL is GPU-only)
-        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_backend="gloo" if not on_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        deepspeed=deepspeed_config(t.deepspeed, on_gpu),
+        **fsdp_kwargs(t.fsdp, on_gpu),
     )
 
 

@@ -121,10 +121,11 @@ def check_gpu_only(tuner: Any) -> None:
         )
     if tuner.tuner_backend == "unsloth":
         raise UserError("--tuner_backend unsloth needs a CUDA GPU", hint="use --tuner_backend peft")
-    if tuner.tuner_type in ("adapter", "reft"):
+    if tuner.tuner_type == "reft":
+        # pyreft 0.1.0 (the latest) pins transformers==4.45.1; lmforge runs on transformers 5
         raise UserError(
-            f"--tuner_type {tuner.tuner_type} is not available in this lmforge version",
-            hint="use lora, or one of adalora/vera/boft/fourierft/bone/llamapro",
+            "--tuner_type reft is not available: pyreft requires transformers 4.45, lmforge runs on transformers 5",
+            hint="use lora, adapter, or one of adalora/vera/boft/fourierft/bone/llamapro",
         )
 
 
@@ -133,7 +134,13 @@ def prepare_model(model: Any, tuner: Any, gradient_checkpointing: bool) -> Any:
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if tuner.tuner_type in ("full", "llamapro"):
+    if tuner.tuner_type == "adapter":
+        from lmforge.tuners.adapter import add_adapters
+
+        if tuner.adapters:
+            raise UserError("--adapters with --tuner_type adapter", hint="train new adapters on the base model")
+        add_adapters(model, tuner.adapter_length, tuner.adapter_act)
+    elif tuner.tuner_type in ("full", "llamapro"):
         if tuner.adapters:
             raise UserError(f"--adapters with --tuner_type {tuner.tuner_type}", hint="merge first: lmforge export")
         if tuner.tuner_type == "llamapro":

@@ -1,4 +1,5 @@
-"""Quantised loading for QLoRA: bitsandbytes 4/8-bit works on CPU too (it falls back to plain PyTorch kernels)."""
+"""Quantised loading for QLoRA: bitsandbytes 4/8-bit works on CPU too (it falls back to plain PyTorch kernels), and
+optimum-quanto int8/int4/int2 weights; HQQ cannot be loaded by this transformers version (a clear error)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ def quantization_config(tuner: Any, dtype: Any) -> Any | None:
         if tuner.quant_bits:
             raise UserError("--quant_bits without --quant_method", hint="add --quant_method bnb")
         return None
-    if tuner.quant_method != "bnb":
+    if tuner.quant_method == "hqq":
+        # transformers 5.24 refuses HqqConfig ("QuantizationMethod.HQQ is not available yet"), measured here
         raise UserError(
-            f"--quant_method {tuner.quant_method} is not available in this lmforge version",
-            hint="use --quant_method bnb",
+            "--quant_method hqq: transformers cannot load HQQ models in this version",
+            hint="use --quant_method quanto --quant_bits 4|8 or --quant_method bnb",
         )
+    if tuner.quant_method == "quanto":
+        return _quanto(tuner)
     if tuner.quant_bits not in (4, 8):
         raise UserError("--quant_method bnb needs --quant_bits 4 or 8")
     import importlib.util
@@ -35,3 +39,16 @@ def quantization_config(tuner: Any, dtype: Any) -> Any | None:
         bnb_4bit_use_double_quant=tuner.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=compute,
     )
+
+
+def _quanto(tuner: Any) -> Any:
+    """optimum-quanto weight-only int8/int4/int2 (QLinear layers; LoRA trains on top, on CPU too)."""
+    import importlib.util
+
+    if tuner.quant_bits not in (2, 4, 8):
+        raise UserError("--quant_method quanto needs --quant_bits 2, 4 or 8")
+    if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
+        raise UserError("--quant_method quanto needs the optimum-quanto package", hint="pip install optimum-quanto")
+    from transformers import QuantoConfig
+
+    return QuantoConfig(weights=f"int{tuner.quant_bits}")

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs ms-swift and LLaMA-Factory into their own virtualenvs under bench/.peers/ (idempotent).
+# torch==2.13.0 sits on every pip line: an unpinned resolve pulls a multi-GB CUDA build.
+# The LLaMA-Factory fix-ups are those recorded in shared/reference/peers-on-cpu.md (E10, E11).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+PEERS="$HERE/.peers"
+PY="${PY:-python3}"
+mkdir -p "$PEERS"
+
+setup_swift() {
+  local v="$PEERS/venv-swift"
+  [ -f "$v/.ok" ] && return 0
+  "$PY" -m venv "$v"
+  "$v/bin/pip" install -q 'ms-swift==4.6.0' torch==2.13.0
+  touch "$v/.ok"
+}
+
+setup_lf() {
+  local v="$PEERS/venv-lf"
+  [ -f "$v/.ok" ] && return 0
+  "$PY" -m venv "$v"
+  "$v/bin/pip" install -q 'llamafactory==0.9.5' torch==2.13.0
+  # torchvision on PyPI is a CUDA build that cannot load beside the CPU torch; text-only LF does not need it.
+  "$v/bin/pip" uninstall -q -y torchvision || true
+  # torchaudio's native libs need libc10_cuda.so; LF imports torchaudio unconditionally, the pure-Python part suffices.
+  local ta
+  ta="$("$v/bin/python" -c 'import importlib.util,os;print(os.path.dirname(importlib.util.find_spec("torchaudio").origin))' 2>/dev/null || true)"
+  if [ -n "$ta" ] && [ -d "$ta/lib" ]; then mkdir -p "$PEERS/removed_torchaudio_libs"; mv "$ta"/lib/*.so "$PEERS/removed_torchaudio_libs/" 2>/dev/null || true; fi
+  touch "$v/.ok"
+}
+
+setup_swift &
+p1=$!
+setup_lf &
+p2=$!
+wait $p1
+wait $p2
+echo "peers ready under $PEERS"

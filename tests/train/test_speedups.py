@@ -1,0 +1,93 @@
+"""The CPU training speed-ups change no result: per-sequence attention, lane dropout, trained-positions loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from tests.train.helpers import SHORT_RUN, only_run, train_losses, write_sft_data
+
+
+def _load(path, impl: str):
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.train.attention import register
+
+    register()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=impl)
+    model.config.use_cache = False
+    return model.train()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen3"])
+def test_segment_attention_equals_each_sequence_alone(fixture, request):
+    path = request.getfixturevalue(fixture)
+    model = _load(path, "segments")
+    torch.manual_seed(0)
+    lengths = [7, 300, 40]  # 300 > EAGER_MAX takes the sdpa branch
+    ids = torch.randint(0, 1000, (1, sum(lengths)))
+    pos = torch.cat([torch.arange(n) for n in lengths])[None]
+    flat = model(input_ids=ids, position_ids=pos).logits
+    starts = [0, 7, 307, 347]
+    alone = torch.cat([model(input_ids=ids[:, s:e]).logits for s, e in zip(starts, starts[1:])], dim=1)
+    assert (flat - alone).abs().max().item() < 1e-4
+    padded = torch.zeros(2, 40, dtype=torch.long)
+    padded[0, :7], padded[1] = ids[0, :7], ids[0, 307:]
+    mask = torch.zeros(2, 40, dtype=torch.long)
+    mask[0, :7], mask[1] = 1, 1
+    out = model(input_ids=padded, attention_mask=mask).logits  # padded batches take transformers' sdpa path
+    assert (out[0, :7] - alone[0, :7]).abs().max().item() < 1e-4
+    assert (out[1] - alone[0, 307:]).abs().max().item() < 1e-4
+
+
+def test_lane_dropout_rate_gradient_and_seed():
+    from lmforge.tuners.dropout import LaneDropout
+
+    drop = LaneDropout(0.1).train()
+    x = torch.ones(1000, 512, requires_grad=True)
+    torch.manual_seed(1)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.1) < 0.003
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, (y != 0).float() / 0.9)
+    torch.manual_seed(1)
+    assert torch.equal(drop(x), y)  # reproducible from the global seed, as nn.Dropout
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_trained_positions_loss_equals_transformers_loss(tiny_llama, tmp_path):
+    from transformers import TrainingArguments
+
+    from lmforge.train.trainer import LmforgeTrainer
+
+    model = _load(tiny_llama, "segments")
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = LmforgeTrainer(model=model, args=args)
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 12))
+    labels = ids.clone()
+    labels[0, :5] = labels[1, :8] = -100
+    batch = {"input_ids": ids, "labels": labels}
+    for items in (None, torch.tensor(9)):
+        ours = trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
+        theirs = model(**batch, **({"num_items_in_batch": items} if items is not None else {})).loss
+        assert abs(ours.item() - theirs.item()) < 1e-5
+
+
+def test_padding_free_trains_as_padded(tiny_llama, tmp_path):
+    data = write_sft_data(tmp_path / "d.jsonl")
+    losses = {}
+    for flat in ("true", "false"):
+        out = tmp_path / flat
+        r = run_cli(
+            "sft", "--model", str(tiny_llama), "--dataset", str(data), "--output_dir", str(out),
+            "--torch_dtype", "float32", "--lora_dropout", "0", "--padding_free", flat, "--split_dataset_ratio", "0",
+            *SHORT_RUN,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        losses[flat] = train_losses(only_run(out))
+    assert losses["true"].keys() == losses["false"].keys() == {1, 2}
+    for step in (1, 2):
+        assert abs(losses["true"][step] - losses["false"][step]) < 1e-4
