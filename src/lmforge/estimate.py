@@ -65,10 +65,10 @@ def _meta_model(model_dir: Any, tuner: Any) -> Any:
         if hasattr(peft_config, "init_lora_weights"):
             peft_config.init_lora_weights = True  # PiSSA/OLoRA need real weights; counts are the same
         model = get_peft_model(model, peft_config)
-    elif tuner.tuner_type == "adapter":
-        from lmforge.tuners.adapter import add_adapters
+    elif tuner.tuner_type in ("adapter", "reft"):
+        from lmforge.tuners.adapter import add_hooked
 
-        add_adapters(model, tuner.adapter_length, tuner.adapter_act)
+        add_hooked(model, tuner)
     elif tuner.tuner_type == "full":
         model.requires_grad_(True)
     return model

@@ -152,7 +152,7 @@ def test_galore_full_training(tmp_path, tiny_llama):
     [
         (["--use_liger_kernel", "true"], "--use_liger_kernel needs a CUDA GPU"),
         (["--tuner_backend", "unsloth"], "--tuner_backend unsloth needs a CUDA GPU"),
-        (["--tuner_type", "reft"], "pyreft requires transformers 4.45"),
+        (["--tuner_type", "reft", "--reft_layers", "7"], "--reft_layers [7]: the model has 2 layers"),
         (["--quant_bits", "4"], "--quant_bits without --quant_method"),
         (["--quant_method", "hqq", "--quant_bits", "4"], "transformers cannot load HQQ models"),
     ],
@@ -200,6 +200,30 @@ def test_bottleneck_adapter_trains_saves_resumes_and_serves(tmp_path, tiny_llama
     argv += ["--adapter_length", "16", "--max_steps", "3", "--output_dir", str(out)]
     assert main([*argv, "--resume_from_checkpoint", str(ckpt)]) == 0
     assert [x["global_step"] for x in logs(only_run(out)) if "loss" in x] == [3]
+    capsys.readouterr()
+    code = main(["export", "--adapters", str(ckpt), "--merge_lora", "true", "--output_dir", str(tmp_path / "m")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert code != 0 and len(err) == 1 and "nothing to merge" in err[0]
+
+
+@pytest.mark.parametrize("kind", ["LoreftIntervention", "NoreftIntervention"])
+def test_reft_trains_loads_and_refuses_merge(tmp_path, tiny_llama, capsys, kind):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.infer.generate import load_for_inference
+
+    flags = ["--tuner_type", "reft", "--reft_layers", "1", "--reft_rank", "4", "--reft_intervention_type", kind]
+    ckpt = _sft(tmp_path, tiny_llama, *flags)
+    weights = load_file(str(ckpt / "adapter_model.safetensors"))
+    assert weights and all(k.startswith("model.layers.1.lmforge_reft.") for k in weights)
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
+    before = _logits(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), ids)
+    model = load_for_inference(tiny_llama, [str(ckpt)])
+    assert (_logits(model, ids) - before).abs().max() > 1e-6
+    if kind == "LoreftIntervention":  # R keeps orthonormal rows after training
+        r = model.model.layers[1].lmforge_reft.weight
+        assert torch.allclose(r @ r.T, torch.eye(4), atol=1e-5)
     capsys.readouterr()
     code = main(["export", "--adapters", str(ckpt), "--merge_lora", "true", "--output_dir", str(tmp_path / "m")])
     err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]

@@ -91,13 +91,18 @@ class CheckArgs:
 class TunerArgs:
     tuner_type: str = flag(
         "lora",
-        "lora, full, adalora, vera, boft, fourierft, bone, llamapro, adapter",
+        "lora, full, adalora, vera, boft, fourierft, bone, llamapro, adapter, reft",
         aliases=("train_type",),
         choices=("lora", "full", "adalora", "vera", "boft", "fourierft", "bone", "llamapro", "adapter", "reft"),
     )
     lora_rank: int = flag(8, "LoRA rank r")
     adapter_length: int = flag(128, "--tuner_type adapter: bottleneck width")
     adapter_act: str = flag("gelu", "--tuner_type adapter: activation (gelu, relu, silu, tanh)")
+    reft_layers: list[int] = flag([], "--tuner_type reft: decoder layers to edit (default: all)")
+    reft_rank: int = flag(4, "--tuner_type reft: rank of the edited subspace")
+    reft_intervention_type: str = flag(
+        "LoreftIntervention", "--tuner_type reft: LoreftIntervention or NoreftIntervention"
+    )
     lora_alpha: int = flag(32, "LoRA alpha")
     lora_dropout: float = flag(0.05, "LoRA dropout")
     lora_bias: str = flag("none", "LoRA bias: none, all, lora_only", choices=("none", "all", "lora_only"))

@@ -33,7 +33,7 @@ def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
     for path in args.tuner.adapters:
         if is_adapter_dir(path):
             raise UserError(
-                f"{path}: bottleneck adapters add layers, there is nothing to merge into the base weights",
+                f"{path}: adapter/reft tuners add layers, there is nothing to merge into the base weights",
                 hint="use it as it is: lmforge infer/deploy --adapters CKPT",
             )
         model = PeftModel.from_pretrained(model, path)

@@ -64,7 +64,7 @@ def build_state(args: Any) -> Any:
         for name, path in named.items():
             if is_adapter_dir(path):
                 raise UserError(
-                    f"--adapters {name}={path}: bottleneck adapters cannot be switched per request",
+                    f"--adapters {name}={path}: adapter/reft tuners cannot be switched per request",
                     hint=f"serve it as the model: --adapters {path}",
                 )
 

@@ -61,9 +61,24 @@ def add_adapters(model: nn.Module, length: int, act: str) -> int:
     return count
 
 
+def add_hooked(model: nn.Module, tuner: Any) -> None:
+    """--tuner_type adapter or reft: the two tuners applied by forward hooks, saved and loaded here."""
+    if tuner.tuner_type == "reft":
+        from lmforge.tuners.reft import add_reft
+
+        add_reft(model, tuner.reft_layers, tuner.reft_rank, tuner.reft_intervention_type)
+    else:
+        add_adapters(model, tuner.adapter_length, tuner.adapter_act)
+
+
 def is_adapter_dir(path: str | Path) -> bool:
+    """A checkpoint of --tuner_type adapter or reft (not a peft adapter)."""
     cfg = Path(path) / "adapter_config.json"
-    return cfg.is_file() and json.loads(cfg.read_text()).get(TUNER_KEY) == "adapter"
+    return cfg.is_file() and json.loads(cfg.read_text()).get(TUNER_KEY) in ("adapter", "reft")
+
+
+def _own(key: str) -> bool:
+    return f".{CHILD}." in key or ".lmforge_reft." in key
 
 
 def has_adapters(model: nn.Module) -> bool:
@@ -75,20 +90,24 @@ def save_adapters(model: nn.Module, path: str | Path) -> None:
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if f".{CHILD}." in k}
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if _own(k)}
     save_file(state, str(path / "adapter_model.safetensors"))
     (path / "adapter_config.json").write_text(json.dumps(model.lmforge_adapter_config, indent=2))
 
 
 def load_adapters(model: nn.Module, path: str | Path) -> nn.Module:
     """Attach adapters as saved in `path` and load their weights (strictly: every adapter weight must match)."""
+    from types import SimpleNamespace
+
     from safetensors.torch import load_file
 
     cfg = json.loads((Path(path) / "adapter_config.json").read_text())
     if not has_adapters(model):
-        add_adapters(model, cfg["adapter_length"], cfg["adapter_act"])
+        add_hooked(
+            model, SimpleNamespace(tuner_type=cfg[TUNER_KEY], **{k: v for k, v in cfg.items() if k != TUNER_KEY})
+        )
     state = load_file(str(Path(path) / "adapter_model.safetensors"))
-    expected = {k for k in model.state_dict() if f".{CHILD}." in k}
+    expected = {k for k in model.state_dict() if _own(k)}
     if set(state) != expected:
         raise UserError(f"{path}: adapter weights do not fit this model", hint="use the base model it was trained on")
     model.load_state_dict(state, strict=False)

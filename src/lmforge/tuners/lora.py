@@ -121,12 +121,6 @@ def check_gpu_only(tuner: Any) -> None:
         )
     if tuner.tuner_backend == "unsloth":
         raise UserError("--tuner_backend unsloth needs a CUDA GPU", hint="use --tuner_backend peft")
-    if tuner.tuner_type == "reft":
-        # pyreft 0.1.0 (the latest) pins transformers==4.45.1; lmforge runs on transformers 5
-        raise UserError(
-            "--tuner_type reft is not available: pyreft requires transformers 4.45, lmforge runs on transformers 5",
-            hint="use lora, adapter, or one of adalora/vera/boft/fourierft/bone/llamapro",
-        )
 
 
 def prepare_model(model: Any, tuner: Any, gradient_checkpointing: bool) -> Any:
@@ -134,12 +128,12 @@ def prepare_model(model: Any, tuner: Any, gradient_checkpointing: bool) -> Any:
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    if tuner.tuner_type == "adapter":
-        from lmforge.tuners.adapter import add_adapters
+    if tuner.tuner_type in ("adapter", "reft"):
+        from lmforge.tuners.adapter import add_hooked
 
         if tuner.adapters:
-            raise UserError("--adapters with --tuner_type adapter", hint="train new adapters on the base model")
-        add_adapters(model, tuner.adapter_length, tuner.adapter_act)
+            raise UserError(f"--adapters with --tuner_type {tuner.tuner_type}", hint="train new ones on the base model")
+        add_hooked(model, tuner)
     elif tuner.tuner_type in ("full", "llamapro"):
         if tuner.adapters:
             raise UserError(f"--adapters with --tuner_type {tuner.tuner_type}", hint="merge first: lmforge export")
