@@ -132,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_flags(rest, cmd.groups)
         from lmforge.train.launch import wants_torchrun
 
-        if wants_torchrun(name, deepspeed=bool(getattr(getattr(args, "train", None), "deepspeed", None))):
+        deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)
+        if wants_torchrun(name, deepspeed=bool(deepspeed)):
+            from lmforge.train.distributed import deepspeed_path
             from lmforge.train.launch import relaunch
+
+            deepspeed_path(deepspeed)  # a bad --deepspeed fails here in one line, not once per rank under torchrun
 
             return relaunch(name, rest, args.train.output_dir, args.train.add_version)
         module_name, func_name = cmd.target.split(":")

@@ -155,3 +155,18 @@ def test_device_map_auto_trains(tmp_path, tiny_llama):
     run = only_run(tmp_path / "out")
     assert json.loads((run / "args.json").read_text())["device_map"] == "auto"
     assert (run / "checkpoint-2" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("value,needle", [("zero9", "no such config"), ("BAD_JSON", "invalid JSON at line 1")])
+def test_bad_deepspeed_is_one_line_before_torchrun(tmp_path, tiny_llama, value, needle):
+    from tests.conftest import run_cli
+
+    if value == "BAD_JSON":
+        value = str(tmp_path / "ds.json")
+        (tmp_path / "ds.json").write_text("{bad")
+    data = write_sft_data(tmp_path / "d.jsonl", n=4)
+    r = run_cli("sft", "--model", str(tiny_llama), "--dataset", str(data), "--deepspeed", value,
+                "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert r.returncode != 0 and "torch.distributed.run" not in r.stdout
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

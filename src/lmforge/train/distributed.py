@@ -18,8 +18,8 @@ CONFIGS = Path(__file__).parent / "ds_config"
 ZERO_NAMES = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
 
 
-def deepspeed_config(value: str | None, on_gpu: bool) -> str | None:
-    """Path of the DeepSpeed JSON for a name (ms-swift's names) or a user file; None when not asked."""
+def deepspeed_path(value: str | None) -> Path | None:
+    """The DeepSpeed JSON for a name (ms-swift's names) or a user file, checked; None when not asked."""
     if value is None:
         return None
     name = value.removeprefix("default-")
@@ -34,6 +34,14 @@ def deepspeed_config(value: str | None, on_gpu: bool) -> str | None:
 
     if importlib.util.find_spec("deepspeed") is None:
         raise UserError("--deepspeed needs the deepspeed package", hint="pip install deepspeed")
+    return path
+
+
+def deepspeed_config(value: str | None, on_gpu: bool) -> str | None:
+    """deepspeed_path as the Trainer takes it; on CPU also points DeepSpeed at its CPU accelerator."""
+    path = deepspeed_path(value)
+    if path is None:
+        return None
     if not on_gpu:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed otherwise probes for CUDA and fails
     return str(path)
