@@ -222,10 +222,10 @@ def run_sft(tool: str, job: str, model: Path, data: Path, row_tokens: float, n: 
 
 
 def run_infer(tool: str, model: Path, data: Path, n: int) -> dict | None:
-    cmd = infer_command(tool, model, data, WORK / f"{tool}-infer-{n}")
+    out = WORK / f"{tool}-infer-{n}"
+    cmd = infer_command(tool, model, data, out)
     if cmd is None:
         return None
-    out = WORK / f"{tool}-infer-{n}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
     r = timed(cmd, env_for(tool), out.with_suffix(".log"))

@@ -78,7 +78,9 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def _own(key: str) -> bool:
-    return f".{CHILD}." in key or ".lmforge_reft." in key
+    from lmforge.tuners.reft import CHILD as REFT_CHILD
+
+    return f".{CHILD}." in key or f".{REFT_CHILD}." in key
 
 
 def has_adapters(model: nn.Module) -> bool:
