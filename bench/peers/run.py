@@ -37,7 +37,7 @@ WORK = PEERS / "work"
 STEPS = 20
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face."
 BIN = {
-    "lmforge": ROOT / ".venv" / "bin",
+    "lmforge": PEERS / "venv-lmforge" / "bin",  # installed as a user would (setup.sh), not the dev .venv
     "ms-swift": PEERS / "venv-swift" / "bin",
     "llamafactory": PEERS / "venv-lf" / "bin",
 }

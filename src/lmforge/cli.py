@@ -154,5 +154,24 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(sorted(sys.modules)), file=sys.stderr)
 
 
+def entry() -> None:
+    """The `lmforge` console script: main(), then a quick exit once torch was loaded.
+
+    Why: after a training run the interpreter's own teardown (freeing torch's and its libraries' native state
+    module by module) measured 1.5 s here, 5% of a short run's wall time. atexit handlers (tensorboard, wandb)
+    still run; the quick exit is skipped while any non-daemon thread is alive, which Python would wait for."""
+    import threading
+
+    code = main()
+    if "torch" in sys.modules and all(t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

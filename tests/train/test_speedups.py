@@ -91,3 +91,74 @@ def test_padding_free_trains_as_padded(tiny_llama, tmp_path):
     assert losses["true"].keys() == losses["false"].keys() == {1, 2}
     for step in (1, 2):
         assert abs(losses["true"][step] - losses["false"][step]) < 1e-4
+
+
+def _lora_pair(tiny_llama, dropout: float, dtype=torch.float32):
+    """The same peft LoRA model twice: one with peft's forward, one with the fused one (non-zero B, so both paths
+    matter)."""
+    from peft import LoraConfig, get_peft_model
+
+    from lmforge.tuners.fused_lora import use_fused_lora
+
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        base = _load(tiny_llama, "segments").to(dtype)
+        cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear")
+        model = get_peft_model(base, cfg)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(hash(name) % 2**31))
+        models.append(model.train())
+    assert use_fused_lora(models[1]) == 7 * models[1].config.num_hidden_layers
+    return models
+
+
+def _grads(model, ids, autocast: bool = False):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_lora_equals_peft(tiny_llama, autocast):
+    dtype = torch.bfloat16 if autocast else torch.float32  # frozen weights in bf16 under autocast, as training does
+    peft_model, fused = _lora_pair(tiny_llama, dropout=0.0, dtype=dtype)
+    for m in (peft_model, fused):  # LoRA parameters stay fp32, as lmforge trains them
+        for p in m.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
+    ids = torch.randint(0, 1000, (1, 48), generator=torch.Generator().manual_seed(3))
+    (l1, g1), (l2, g2) = _grads(peft_model, ids, autocast), _grads(fused, ids, autocast)
+    tol = 2e-2 if autocast else 1e-5
+    assert abs(l1 - l2) < tol * max(1.0, abs(l1))
+    assert g1.keys() == g2.keys() and len(g1) > 0
+    for name in g1:
+        scale = g1[name].abs().max().item() + 1e-8
+        assert (g1[name] - g2[name]).abs().max().item() / scale < (5e-2 if autocast else 1e-4), name
+
+
+def test_fused_lora_dropout_mask_and_fallbacks(tiny_llama):
+    from lmforge.tuners.dropout import keep_mask
+
+    _, fused = _lora_pair(tiny_llama, dropout=0.25)
+    layer = fused.base_model.model.model.layers[0].self_attn.q_proj
+    x = torch.randn(2, 64, layer.in_features, requires_grad=True)
+    torch.manual_seed(5)
+    y = layer(x)
+    torch.manual_seed(5)
+    keep = keep_mask((128, layer.in_features), 0.25, torch.float32, x.device).view_as(x)
+    assert abs(1 - keep.mean().item() - 0.25) < 0.02
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    s = layer.scaling["default"] / 0.75
+    expected = layer.base_layer(x) + s * ((x * keep) @ a.t()) @ b.t()
+    assert (y - expected).abs().max().item() < 1e-5
+    y.sum().backward()  # the input gradient goes through the same mask
+    ones = torch.ones_like(y)
+    gx = ones @ layer.base_layer.weight + s * ((ones @ b) @ a) * keep
+    assert (x.grad - gx).abs().max().item() < 1e-4
+    fused.eval()  # eval: no dropout, the plain LoRA output
+    assert (layer(x) - (layer.base_layer(x) + layer.scaling["default"] * (x @ a.t()) @ b.t())).abs().max() < 1e-5
+    with fused.disable_adapter():  # peft's own forward covers disabled adapters
+        assert torch.equal(layer(x), layer.base_layer(x))

@@ -20,18 +20,21 @@ EAGER_MAX = 256  # at and below this segment length, matmul + softmax beat the f
 
 
 def _causal_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scaling: float) -> torch.Tensor:
-    """Causal attention of one sequence; q [B, Hq, n, D], k/v [B, Hkv, n, D] -> [B, Hq, n, D]."""
-    n = q.shape[2]
+    """Causal attention of one sequence; q [B, Hq, n, D], k/v [B, Hkv, n, D] -> [B, Hq, n, D].
+
+    Grouped-query heads are folded into the rows (q as [B, Hkv, groups * n, D]) instead of repeating k and v per
+    query head: the same products without the copies of k/v and the sums their backward needs."""
+    b, hq, n, d = q.shape
     if n > EAGER_MAX:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=True)
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-    scores = torch.matmul(q, k.transpose(2, 3)) * scaling
-    future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu_(1)
-    scores = scores.masked_fill(future, float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), v)
+    hkv = k.shape[1]
+    groups = hq // hkv
+    q = q.reshape(b * hkv, groups * n, d)
+    # scale, causal mask and q k^T in one baddbmm: the mask as an additive 0/-inf bias
+    bias = torch.full((n, n), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    scores = torch.baddbmm(bias.repeat(groups, 1), q, k.reshape(b * hkv, n, d).transpose(1, 2), alpha=scaling)
+    out = torch.bmm(torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype), v.reshape(b * hkv, n, d))
+    return out.view(b, hq, n, d)
 
 
 def segment_attention(

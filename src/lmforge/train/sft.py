@@ -187,8 +187,10 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
     model = prepare_model(model, args.tuner, grad_ckpt)
     if not torch.cuda.is_available():
         from lmforge.tuners.dropout import use_lane_dropout
+        from lmforge.tuners.fused_lora import use_fused_lora
 
         use_lane_dropout(model)
+        use_fused_lora(model)
     return model
 
 

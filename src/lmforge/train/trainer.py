@@ -186,7 +186,8 @@ class JsonlLogger(TrainerCallback):
                 f.write(json.dumps(row) + "\n")
 
     def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
-        if state.is_world_process_zero:
+        # the last save is followed by on_train_end, which draws them (half a second of matplotlib each time)
+        if state.is_world_process_zero and state.global_step < state.max_steps:
             draw_plots(self.run_dir)
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
