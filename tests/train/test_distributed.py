@@ -170,3 +170,14 @@ def test_bad_deepspeed_is_one_line_before_torchrun(tmp_path, tiny_llama, value, 
     assert r.returncode != 0 and "torch.distributed.run" not in r.stdout
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_zero3_keeps_peft_forward(tmp_path):
+    """ZeRO-3 shards the weights and gathers them in each module's own forward hooks, so lmforge's fused LoRA
+    forward (which reads the base weight directly) stays off there; ZeRO-0/1/2 keep whole weights."""
+    from lmforge.train.distributed import partitions_params
+
+    custom = tmp_path / "ds.json"
+    custom.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    assert [partitions_params(v) for v in ("zero3", "zero3_offload", str(custom))] == [True, True, True]
+    assert [partitions_params(v) for v in (None, "zero0", "zero1", "zero2", "default-zero2_offload")] == [False] * 5

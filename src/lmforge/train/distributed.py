@@ -37,6 +37,13 @@ def deepspeed_path(value: str | None) -> Path | None:
     return path
 
 
+def partitions_params(value: str | None) -> bool:
+    """Whether --deepspeed shards the parameters themselves (ZeRO-3): modules then see whole weights only inside
+    their own forward, which DeepSpeed's hooks gather."""
+    path = deepspeed_path(value)
+    return path is not None and json.loads(path.read_text()).get("zero_optimization", {}).get("stage") == 3
+
+
 def deepspeed_config(value: str | None, on_gpu: bool) -> str | None:
     """deepspeed_path as the Trainer takes it; on CPU also points DeepSpeed at its CPU accelerator."""
     path = deepspeed_path(value)

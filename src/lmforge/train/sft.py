@@ -186,11 +186,13 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
     model.config.use_cache = False
     model = prepare_model(model, args.tuner, grad_ckpt)
     if not torch.cuda.is_available():
+        from lmforge.train.distributed import partitions_params
         from lmforge.tuners.dropout import use_lane_dropout
         from lmforge.tuners.fused_lora import use_fused_lora
 
         use_lane_dropout(model)
-        use_fused_lora(model)
+        if not partitions_params(args.train.deepspeed):  # the fused forward reads base weights DeepSpeed may shard
+            use_fused_lora(model)
     return model
 
 

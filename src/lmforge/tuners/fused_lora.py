@@ -83,12 +83,13 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
 def _fusable(module: nn.Module) -> bool:
     from peft.tuners.lora.layer import Linear
 
-    if type(module) is not Linear or not isinstance(module.base_layer, nn.Linear):
-        return False  # subclasses (bitsandbytes, quanto, ...) have their own base-layer maths
+    if type(module) is not Linear or type(module.base_layer) is not nn.Linear:
+        return False  # subclasses (bitsandbytes, quanto's QLinear, ...) have their own base-layer maths
     base = module.base_layer
     frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
     drops_ok = all(isinstance(d, (nn.Dropout, nn.Identity)) or hasattr(d, "p") for d in module.lora_dropout.values())
-    return frozen and drops_ok and not getattr(module, "fan_in_fan_out", False)
+    no_b_bias = all(b.bias is None for b in module.lora_B.values())  # peft's lora_bias=True
+    return frozen and drops_ok and no_b_bias and not getattr(module, "fan_in_fan_out", False)
 
 
 def use_fused_lora(model: nn.Module) -> int:
