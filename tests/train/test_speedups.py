@@ -162,3 +162,44 @@ def test_fused_lora_dropout_mask_and_fallbacks(tiny_llama):
     assert (layer(x) - (layer.base_layer(x) + layer.scaling["default"] * (x @ a.t()) @ b.t())).abs().max() < 1e-5
     with fused.disable_adapter():  # peft's own forward covers disabled adapters
         assert torch.equal(layer(x), layer.base_layer(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_cross_entropy_equals_torch(dtype):
+    from lmforge.train.loss import CHUNK, IGNORE, cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    n = 2 * CHUNK + 5  # several chunks and a ragged last one
+    logits = (torch.randn(n, 300, generator=g) * 3).to(dtype).requires_grad_()
+    targets = torch.randint(0, 300, (n,), generator=g)
+    targets[[0, 40, n - 1]] = IGNORE
+    ours, predicted = cross_entropy(logits, targets, 50.0)
+    (ours * 3).backward()  # a grad_loss other than 1 takes the scaling path
+    ours_grad = logits.grad.clone()
+    logits.grad = None
+    theirs = torch.nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum") / 50
+    (theirs * 3).backward()
+    assert abs(ours.item() - theirs.item()) < 1e-5 * max(1.0, theirs.item())
+    tol = 1e-6 if dtype == torch.float32 else 1e-3
+    assert (ours_grad.float() - logits.grad.float()).abs().max().item() < tol
+    assert torch.equal(predicted, logits.float().argmax(-1))
+
+
+def test_trained_positions_gradients_equal_transformers(tiny_llama, tmp_path):
+    from transformers import TrainingArguments
+
+    from lmforge.train.trainer import LmforgeTrainer
+
+    model = _load(tiny_llama, "segments")
+    trainer = LmforgeTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+    ids = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[0, :25] = labels[1, :10] = -100
+    grads = []
+    for ours in (True, False):
+        model.zero_grad()
+        batch = {"input_ids": ids, "labels": labels}
+        loss = trainer.compute_loss(model, batch) if ours else model(**batch).loss
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert (grads[0] - grads[1]).abs().max().item() < 1e-5 * grads[1].abs().max().item() + 1e-7

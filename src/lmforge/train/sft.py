@@ -191,7 +191,7 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
         from lmforge.tuners.fused_lora import use_fused_lora
 
         use_lane_dropout(model)
-        if not partitions_params(args.train.deepspeed):  # the fused forward reads base weights DeepSpeed may shard
+        if not partitions_params(args.train.deepspeed):  # the fused forward reads weights ZeRO-3 would shard
             use_fused_lora(model)
     return model
 

@@ -98,19 +98,19 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
     def _trained_positions_loss(self, model: Any, inputs: dict, num_items_in_batch: Any) -> tuple[Any, Any]:
         """Output layer and cross-entropy only where the next token is trained. Why: with a 49k vocabulary the
         output layer is ~21% of the default model's matmuls and the fp32 log-softmax over prompt positions is pure
-        waste; the loss equals transformers' (sum over trained tokens / num_items_in_batch)."""
+        waste; the loss equals transformers' (sum over trained tokens / num_items_in_batch). The cross-entropy is
+        train/loss.py's chunked one (gradient computed with the loss, while each chunk is in cache)."""
+        from lmforge.train.loss import cross_entropy
+
         targets = inputs["labels"][:, 1:]
         keep = (targets != IGNORE).any(0).nonzero().flatten()  # positions whose next token is trained, in any row
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
         kept = targets[:, keep]
-        loss = torch.nn.functional.cross_entropy(
-            outputs.logits.float().flatten(0, 1), kept.flatten(), ignore_index=IGNORE, reduction="sum"
-        )
         denom = num_items_in_batch if num_items_in_batch is not None else (kept != IGNORE).sum()
-        loss = loss / torch.as_tensor(denom, device=loss.device).clamp(min=1)
+        loss, predicted = cross_entropy(outputs.logits.flatten(0, 1), kept.flatten(), max(float(denom), 1.0))
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as the Trainer: gradients are averaged across ranks
-        self._count(outputs.logits, kept, inputs)
+        self._count(predicted.view_as(kept), kept, inputs)
         return loss, outputs
 
     def _keeps_logits(self, model: Any) -> bool:
@@ -124,9 +124,12 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
         return self._accepts_keep
 
     @torch.no_grad()
-    def _count(self, logits: Any, targets: Any, inputs: dict) -> None:
+    def _count(self, predicted: Any, targets: Any, inputs: dict) -> None:
+        """predicted: token ids, or logits (argmax taken here)."""
+        if predicted.is_floating_point():
+            predicted = predicted.argmax(-1)
         mask = targets != IGNORE
-        self._acc_correct += int((logits.argmax(-1).eq(targets) & mask).sum())
+        self._acc_correct += int((predicted.eq(targets) & mask).sum())
         self._acc_total += int(mask.sum())
         am = inputs.get("attention_mask")
         self._tokens += int(am.sum()) if am is not None else inputs["input_ids"].numel()
