@@ -326,6 +326,8 @@ def table(runs: list[dict], peak: dict[str, float], n_params: int) -> str:
             if all(v is None for v in vals):
                 continue
             ratios = [f"{vals[0] / v:.2f}x" if vals[0] and v else "-" for v in vals[1:]]
+            if key == "final_loss":  # compared for being in the same range, not as a speed ratio
+                ratios = ["", ""]
             cells = ["-" if v is None else f"{v:g}" for v in vals]
             lines.append(f"| {job} | {key} | {' | '.join(cells)} | {' | '.join(ratios)} |")
     for job in ("sft-lora-default", "sft-lora-fastest"):
