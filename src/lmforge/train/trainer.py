@@ -92,7 +92,7 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )
             if model.training:
-                self._count(outputs.logits[:, :-1], inputs["labels"][:, 1:], inputs)
+                self._count(outputs.logits[:, :-1].argmax(-1), inputs["labels"][:, 1:], inputs)
         return (loss, outputs) if return_outputs else loss
 
     def _trained_positions_loss(self, model: Any, inputs: dict, num_items_in_batch: Any) -> tuple[Any, Any]:
@@ -125,9 +125,7 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
 
     @torch.no_grad()
     def _count(self, predicted: Any, targets: Any, inputs: dict) -> None:
-        """predicted: token ids, or logits (argmax taken here)."""
-        if predicted.is_floating_point():
-            predicted = predicted.argmax(-1)
+        """Token accuracy (predicted token ids against targets) and real tokens, for the next log line."""
         mask = targets != IGNORE
         self._acc_correct += int((predicted.eq(targets) & mask).sum())
         self._acc_total += int(mask.sum())

@@ -10,6 +10,8 @@ over from LaneDropout wherever they apply.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -23,9 +25,7 @@ def keep_mask(shape: tuple[int, ...] | torch.Size, p: float, dtype: torch.dtype,
     {t-1, t}, shift to {0, 1}, multiply by the bit pattern of 1.0. Why: comparing gives a bool tensor, and on CPU
     converting bool to bf16 (or multiplying by a bool tensor) cost 5x the multiply itself.
     """
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     lanes = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None).view(torch.int16)[:n]
     t = -32768 + round(p * 65536)  # keep a lane when it is >= t
     if dtype in _ONE_BITS and t > -32768:

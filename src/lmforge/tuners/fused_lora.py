@@ -87,7 +87,8 @@ def _fusable(module: nn.Module) -> bool:
         return False  # subclasses (bitsandbytes, quanto's QLinear, ...) have their own base-layer maths
     base = module.base_layer
     frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
-    drops_ok = all(isinstance(d, (nn.Dropout, nn.Identity)) or hasattr(d, "p") for d in module.lora_dropout.values())
+    # peft puts nn.Identity when p = 0, a dropout module (with .p) otherwise
+    drops_ok = all(isinstance(d, nn.Identity) or hasattr(d, "p") for d in module.lora_dropout.values())
     no_b_bias = all(b.bias is None for b in module.lora_B.values())  # peft's lora_bias=True
     return frozen and drops_ok and no_b_bias and not getattr(module, "fan_in_fan_out", False)
 
