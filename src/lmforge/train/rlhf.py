@@ -145,7 +145,7 @@ def run_rlhf(args: Any) -> int:
 def _load_policy(args: Any, setup: Any, kind: str, dtype: Any) -> tuple[Any, Any]:
     """(model, peft_config): LoRA continues --adapters when given, else trl wraps the model with peft_config."""
     from lmforge.models.loader import load_model
-    from lmforge.tuners.lora import TUNERS, check_gpu_only
+    from lmforge.tuners.lora import TUNERS, check_tuner
 
     if kind == "rm":
         from transformers import AutoModelForSequenceClassification
@@ -154,7 +154,7 @@ def _load_policy(args: Any, setup: Any, kind: str, dtype: Any) -> tuple[Any, Any
         model.config.pad_token_id = setup.tokenizer.pad_token_id
     else:
         model = load_model(setup.model_dir, dtype=dtype, trust_remote_code=args.model.trust_remote_code)
-    check_gpu_only(args.tuner)
+    check_tuner(args.tuner)
     if args.tuner.tuner_type == "full":
         return model, None
     if args.tuner.tuner_type not in TUNERS:

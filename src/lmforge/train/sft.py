@@ -165,10 +165,10 @@ def load_trainable(args: Any, setup: Any, dtype: Any, grad_ckpt: bool) -> Any:
     import torch
 
     from lmforge.models.loader import load_model
-    from lmforge.tuners.lora import check_gpu_only, prepare_model
+    from lmforge.tuners.lora import check_tuner, prepare_model
     from lmforge.tuners.quant import quantization_config
 
-    check_gpu_only(args.tuner)
+    check_tuner(args.tuner)
     qcfg = quantization_config(args.tuner, dtype)
     model = load_model(
         setup.model_dir,

@@ -109,9 +109,12 @@ def _bone(tuner: Any) -> Any:
     return MissConfig(r=tuner.lora_rank, target_modules=_targets(tuner, _NAMED), task_type=TaskType.CAUSAL_LM)
 
 
-def check_gpu_only(tuner: Any) -> None:
+def check_tuner(tuner: Any) -> None:
+    """Tuner flags that cannot work fail here, in one line, before the model loads."""
     import torch
 
+    if not 0 <= tuner.lora_dropout < 1:  # p = 1 would zero every LoRA input (and scale by 1/0)
+        raise UserError(f"--lora_dropout must be in [0, 1), got {tuner.lora_dropout}", hint="0.05 is the default")
     if torch.cuda.is_available():
         return
     if tuner.use_liger_kernel:
