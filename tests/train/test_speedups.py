@@ -203,3 +203,71 @@ def test_trained_positions_gradients_equal_transformers(tiny_llama, tmp_path):
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert (grads[0] - grads[1]).abs().max().item() < 1e-5 * grads[1].abs().max().item() + 1e-7
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_linear_cross_entropy_equals_torch(autocast):
+    from lmforge.train.loss import CHUNK, IGNORE, linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    n = 2 * CHUNK + 5
+    hidden = torch.randn(n, 48, generator=g).requires_grad_()
+    weight = torch.randn(300, 48, generator=g) * 0.3  # frozen
+    targets = torch.randint(0, 300, (n,), generator=g)
+    targets[[0, 40, n - 1]] = IGNORE
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        ours, predicted = linear_cross_entropy(hidden, weight, targets, 50.0)
+        (ours * 3).backward()
+        ours_grad = hidden.grad.clone()
+        hidden.grad = None
+        logits = torch.nn.functional.linear(hidden, weight).float()
+    theirs = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum") / 50
+    (theirs * 3).backward()
+    assert ours_grad.dtype == hidden.dtype
+    tol = 1e-5 if not autocast else 2e-2
+    assert abs(ours.item() - theirs.item()) < tol * max(1.0, theirs.item())
+    assert (ours_grad - hidden.grad).abs().max().item() < tol * hidden.grad.abs().max().item()
+    if not autocast:
+        assert torch.equal(predicted, logits.argmax(-1))
+
+
+def test_frozen_head_path_equals_transformers(tiny_llama, tmp_path):
+    """LoRA: the decoder and the fused output layer + loss give transformers' loss and LoRA gradients."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments
+
+    from lmforge.train.trainer import LmforgeTrainer
+
+    model = get_peft_model(_load(tiny_llama, "segments"), LoraConfig(r=4, target_modules="all-linear"))
+    trainer = LmforgeTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+    assert trainer._head(model) is not None  # the path under test is taken
+    ids = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[0, :25] = labels[1, :10] = -100
+    torch.manual_seed(0)
+    for p in model.parameters():  # B starts at zero: give the LoRA path some effect on the loss
+        if p.requires_grad:
+            p.data.normal_(0, 0.05)
+    losses, grads = [], []
+    for ours in (True, False):
+        model.zero_grad()
+        batch = {"input_ids": ids, "labels": labels}
+        loss = trainer.compute_loss(model, batch) if ours else model(**batch).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert abs(losses[0] - losses[1]) < 1e-5
+    assert (grads[0] - grads[1]).abs().max().item() < 1e-5 * grads[1].abs().max().item() + 1e-7
+    full = LmforgeTrainer(model=_load(tiny_llama, "segments"), args=TrainingArguments(str(tmp_path), use_cpu=True))
+    assert full._head(full.model) is None  # a trained output layer keeps the model's own forward
+
+
+def test_floating_point_ops_equal_the_trainers(tiny_llama, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from lmforge.train.trainer import LmforgeTrainer
+
+    trainer = LmforgeTrainer(model=_load(tiny_llama, "segments"), args=TrainingArguments(str(tmp_path), use_cpu=True))
+    for n in (7, 40):
+        inputs = {"input_ids": torch.zeros(2, n, dtype=torch.long)}
+        assert trainer.floating_point_ops(inputs) == Trainer.floating_point_ops(trainer, inputs) > 0

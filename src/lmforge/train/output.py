@@ -75,11 +75,12 @@ def _bookkeeping(key: str) -> bool:
 
 
 def draw_plots(run_dir: Path) -> list[Path]:
-    """PNG curves of train loss, eval loss and learning rate from logging.jsonl into images/."""
-    import matplotlib
+    """PNG curves of train loss, eval loss and learning rate from logging.jsonl into images/.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib's Figure and Agg canvas directly, with fixed margins: pyplot's figure manager and tight_layout (which
+    draws each figure twice) made the plots at the end of a run take ~0.4 s more."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rows = read_jsonl(run_dir / "logging.jsonl")
     out_dir = run_dir / "images"
@@ -93,14 +94,16 @@ def draw_plots(run_dir: Path) -> list[Path]:
         if not points:
             continue
         name = key.replace("/", "_") if key.startswith("eval_") else "train_" + key.replace("/", "_")
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        fig = Figure(figsize=(6, 4), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
         ax.set_xlabel("step")
         ax.set_title(name)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)  # short labels fit the margin
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
         path = out_dir / f"{name}.png"
         fig.savefig(path)
-        plt.close(fig)
         written.append(path)
     return written

@@ -23,6 +23,8 @@ from transformers.trainer_utils import rotate_checkpoints
 from lmforge.train.output import draw_plots
 
 IGNORE = -100
+# causal LMs whose forward is exactly logits = lm_head(hidden[:, keep]) (checked in their modeling files)
+PLAIN_HEAD_MODELS = ("llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2", "gemma")
 
 
 class AtomicCheckpoints:
@@ -82,6 +84,8 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
         self._last_log_time = time.perf_counter()
         self._start_time = time.perf_counter()
         self._accepts_keep: bool | None = None
+        self._plain_head: Any = None  # (decoder, weight), False, or None until the first step
+        self._flos_params: int | None = None
 
     # -- loss and metrics ----------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
@@ -99,19 +103,59 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
         """Output layer and cross-entropy only where the next token is trained. Why: with a 49k vocabulary the
         output layer is ~21% of the default model's matmuls and the fp32 log-softmax over prompt positions is pure
         waste; the loss equals transformers' (sum over trained tokens / num_items_in_batch). The cross-entropy is
-        train/loss.py's chunked one (gradient computed with the loss, while each chunk is in cache)."""
-        from lmforge.train.loss import cross_entropy
+        train/loss.py's chunked one (gradient computed with the loss, while each chunk is in cache); with a frozen
+        plain output layer it also does the output layer (`_head`)."""
+        from lmforge.train.loss import cross_entropy, linear_cross_entropy
 
         targets = inputs["labels"][:, 1:]
         keep = (targets != IGNORE).any(0).nonzero().flatten()  # positions whose next token is trained, in any row
-        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, logits_to_keep=keep)
         kept = targets[:, keep]
         denom = num_items_in_batch if num_items_in_batch is not None else (kept != IGNORE).sum()
-        loss, predicted = cross_entropy(outputs.logits.flatten(0, 1), kept.flatten(), max(float(denom), 1.0))
+        denom = max(float(denom), 1.0)
+        features = {k: v for k, v in inputs.items() if k != "labels"}
+        head = self._head(model)
+        if head is None:
+            outputs = model(**features, logits_to_keep=keep)
+            loss, predicted = cross_entropy(outputs.logits.flatten(0, 1), kept.flatten(), denom)
+        else:
+            decoder, weight = head
+            with self.accelerator.autocast():  # what the wrapped forward of the whole model would have done
+                outputs = decoder(**features, use_cache=False)
+                hidden = outputs.last_hidden_state[:, keep]
+                loss, predicted = linear_cross_entropy(hidden.flatten(0, 1), weight, kept.flatten(), denom)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as the Trainer: gradients are averaged across ranks
         self._count(predicted.view_as(kept), kept, inputs)
         return loss, outputs
+
+    def _head(self, model: Any) -> tuple[Any, Any] | None:
+        """(decoder, output weight) when the step may run the decoder and do the output layer itself, else None.
+
+        Why: accelerate's mixed-precision wrapper converts the model's outputs to fp32 (a 45 MB copy of the logits
+        and another for their gradient), and a plain frozen output layer can be fused with the cross-entropy.
+        Only for one process (DDP, DeepSpeed and FSDP must see the wrapped model's forward), causal LMs whose
+        forward is exactly `lm_head(hidden)` (no soft-capping, logit scale or router loss), a frozen bias-free
+        output layer without hooks, and peft tuners that live inside the decoder (not prompt learning)."""
+        if self._plain_head is None:  # decided once, at the first step
+            self._plain_head = self._find_head(model) or False
+        return self._plain_head or None
+
+    def _find_head(self, model: Any) -> tuple[Any, Any] | None:
+        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return None
+        base = self.accelerator.unwrap_model(model)
+        if hasattr(base, "get_base_model"):  # a peft model
+            if any(c.is_prompt_learning for c in base.peft_config.values()):
+                return None
+            base = base.get_base_model()
+        config = getattr(base, "config", None)
+        if getattr(config, "model_type", None) not in PLAIN_HEAD_MODELS or not hasattr(base, "get_decoder"):
+            return None
+        head = base.get_output_embeddings()
+        plain = type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+        if not plain or head._forward_hooks or head._forward_pre_hooks:
+            return None
+        return base.get_decoder(), head.weight
 
     def _keeps_logits(self, model: Any) -> bool:
         """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; remote code may not)."""
@@ -142,6 +186,16 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
             self._last_log_time = now
         logs["elapsed_seconds"] = round(time.perf_counter() - self._start_time, 2)
         super().log(logs, start_time)
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """The Trainer's count (6 x input tokens x parameters without embeddings) with the parameters counted once:
+        the Trainer recounts them at every step, a walk over every module (6-8 ms of each step here)."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._flos_params is None:
+            self._flos_params = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs[main_input].numel() * self._flos_params
 
     # -- bottleneck adapters (tuners/adapter.py) save and resume only their own weights -----------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
