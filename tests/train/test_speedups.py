@@ -231,14 +231,16 @@ def test_linear_cross_entropy_equals_torch(autocast):
         assert torch.equal(predicted, logits.argmax(-1))
 
 
-def test_frozen_head_path_equals_transformers(tiny_llama, tmp_path):
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_qwen3"])
+def test_frozen_head_path_equals_transformers(fixture, request, tmp_path):
     """LoRA: the decoder and the fused output layer + loss give transformers' loss and LoRA gradients."""
     from peft import LoraConfig, get_peft_model
     from transformers import TrainingArguments
 
     from lmforge.train.trainer import LmforgeTrainer
 
-    model = get_peft_model(_load(tiny_llama, "segments"), LoraConfig(r=4, target_modules="all-linear"))
+    path = request.getfixturevalue(fixture)
+    model = get_peft_model(_load(path, "segments"), LoraConfig(r=4, target_modules="all-linear"))
     trainer = LmforgeTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
     assert trainer._head(model) is not None  # the path under test is taken
     ids = torch.randint(0, 1000, (2, 40), generator=torch.Generator().manual_seed(1))
@@ -258,7 +260,7 @@ def test_frozen_head_path_equals_transformers(tiny_llama, tmp_path):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert abs(losses[0] - losses[1]) < 1e-5
     assert (grads[0] - grads[1]).abs().max().item() < 1e-5 * grads[1].abs().max().item() + 1e-7
-    full = LmforgeTrainer(model=_load(tiny_llama, "segments"), args=TrainingArguments(str(tmp_path), use_cpu=True))
+    full = LmforgeTrainer(model=_load(path, "segments"), args=TrainingArguments(str(tmp_path), use_cpu=True))
     assert full._head(full.model) is None  # a trained output layer keeps the model's own forward
 
 

@@ -133,15 +133,17 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
 
         Why: accelerate's mixed-precision wrapper converts the model's outputs to fp32 (a 45 MB copy of the logits
         and another for their gradient), and a plain frozen output layer can be fused with the cross-entropy.
-        Only for one process (DDP, DeepSpeed and FSDP must see the wrapped model's forward), causal LMs whose
-        forward is exactly `lm_head(hidden)` (no soft-capping, logit scale or router loss), a frozen bias-free
-        output layer without hooks, and peft tuners that live inside the decoder (not prompt learning)."""
+        On CPU (where it was measured; GPU runs keep the model's forward, and Liger's fused loss with it), in one
+        process (DDP, DeepSpeed and FSDP must see the wrapped model's forward), for causal LMs whose forward is
+        exactly `lm_head(hidden)` (no soft-capping, logit scale or router loss), with a frozen bias-free output
+        layer without hooks, and peft tuners that live inside the decoder (not prompt learning)."""
         if self._plain_head is None:  # decided once, at the first step
             self._plain_head = self._find_head(model) or False
         return self._plain_head or None
 
     def _find_head(self, model: Any) -> tuple[Any, Any] | None:
-        if self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+        distributed = self.args.world_size > 1 or self.is_deepspeed_enabled or self.is_fsdp_enabled
+        if self.args.device.type != "cpu" or distributed:
             return None
         base = self.accelerator.unwrap_model(model)
         if hasattr(base, "get_base_model"):  # a peft model
