@@ -224,8 +224,8 @@ def test_linear_cross_entropy_equals_torch(autocast):
     theirs = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum") / 50
     (theirs * 3).backward()
     assert ours_grad.dtype == hidden.dtype
-    tol = 1e-5 if not autocast else 2e-2
-    assert abs(ours.item() - theirs.item()) < tol * max(1.0, theirs.item())
+    assert abs(ours.item() - theirs.item()) < 1e-5 * max(1.0, theirs.item())  # the same logits either way
+    tol = 1e-5 if not autocast else 1e-2  # bf16 rounding of the gradient: ~0.6% here
     assert (ours_grad - hidden.grad).abs().max().item() < tol * hidden.grad.abs().max().item()
     if not autocast:
         assert torch.equal(predicted, logits.argmax(-1))
