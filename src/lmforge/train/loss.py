@@ -22,34 +22,37 @@ IGNORE = -100
 CHUNK = 32  # rows per chunk: 32 x 49,152 fp32 = 6 MB, inside the L3 cache of the machines we measured
 
 
-def _chunk_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(sum of -log p[target] over valid rows, argmax per row, softmax - one_hot in fp32 with ignored rows zeroed)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    predicted = logp.argmax(-1)
-    valid = targets != IGNORE
-    safe = targets.masked_fill(~valid, 0)
-    loss_sum = -(logp.gather(1, safe[:, None]).squeeze(1) * valid).sum()
-    probs = logp.exp_()
-    probs[torch.arange(len(targets), device=targets.device), safe] -= valid.to(probs.dtype)
-    if not bool(valid.all()):
-        probs[~valid] = 0
-    return loss_sum, predicted, probs
+def _loss_and_grad(
+    logits: torch.Tensor, targets: torch.Tensor, denom: float, out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, argmax per row) over logits [n, V], chunk by chunk; writes (softmax - one_hot) / denom into `out`
+    (ignored rows zero), cast to out's dtype. `out` may be `logits` itself: each chunk is read before it is written."""
+    predicted = torch.empty(targets.shape, dtype=torch.long, device=targets.device)
+    total = torch.zeros((), dtype=torch.float32, device=logits.device)
+    for r0 in range(0, logits.shape[0], CHUNK):
+        rows = slice(r0, r0 + CHUNK)
+        t = targets[rows]
+        logp = torch.log_softmax(logits[rows].float(), dim=-1)
+        predicted[rows] = logp.argmax(-1)
+        valid = t != IGNORE
+        safe = t.masked_fill(~valid, 0)
+        total -= (logp.gather(1, safe[:, None]).squeeze(1) * valid).sum()
+        probs = logp.exp_()
+        probs[torch.arange(len(t), device=t.device), safe] -= valid.to(probs.dtype)
+        if not bool(valid.all()):
+            probs[~valid] = 0
+        torch.mul(probs, 1.0 / denom, out=out[rows])  # scaled and cast in one pass
+    return total / denom, predicted
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, denom: float):  # noqa: ANN001
         grad = torch.empty_like(logits)
-        predicted = torch.empty(targets.shape, dtype=torch.long, device=targets.device)
-        total = torch.zeros((), dtype=torch.float32, device=logits.device)
-        for r0 in range(0, logits.shape[0], CHUNK):
-            rows = slice(r0, r0 + CHUNK)
-            loss_sum, predicted[rows], probs = _chunk_loss(logits[rows], targets[rows])
-            total += loss_sum
-            torch.mul(probs, 1.0 / denom, out=grad[rows])  # scaled and cast to the logits' dtype in one pass
+        loss, predicted = _loss_and_grad(logits, targets, denom, out=grad)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(predicted)
-        return total / denom, predicted
+        return loss, predicted
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_predicted):  # noqa: ANN001
@@ -63,16 +66,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, denom: float):  # noqa: ANN001
         # one matmul each way: per-chunk output-layer matmuls would stream the 56 MB weight from memory per chunk
         logits = hidden @ weight.t()
-        predicted = torch.empty(targets.shape, dtype=torch.long, device=targets.device)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for r0 in range(0, hidden.shape[0], CHUNK):
-            rows = slice(r0, r0 + CHUNK)
-            loss_sum, predicted[rows], probs = _chunk_loss(logits[rows], targets[rows])
-            total += loss_sum
-            torch.mul(probs, 1.0 / denom, out=logits[rows])  # the chunk's logits are no longer needed
+        loss, predicted = _loss_and_grad(logits, targets, denom, out=logits)
         ctx.save_for_backward(logits @ weight)
         ctx.mark_non_differentiable(predicted)
-        return total / denom, predicted
+        return loss, predicted
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_predicted):  # noqa: ANN001
