@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         args = parse_flags(rest, cmd.groups)
+        from lmforge.plugins import load_plugins
+
+        load_plugins(getattr(getattr(args, "data", None), "external_plugins", []))  # before anything is resolved
         from lmforge.train.launch import wants_torchrun
 
         deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)

@@ -109,7 +109,10 @@ def pre(row, args):
 register_dataset(DatasetMeta(name="plugged", dataset_path={str(tmp_path / "raw.jsonl")!r}, preprocess=pre),
                  exist_ok=True)
 """)
-    b = load_data(DataArgs(dataset=["plugged"], external_plugins=[str(plugin)]))
+    from lmforge.plugins import load_plugins
+
+    load_plugins([str(plugin)])
+    b = load_data(DataArgs(dataset=["plugged"]))
     assert len(b.train) == 1
     assert json.loads(b.train[0]["row"])["messages"][0]["content"] == "HELLO"
     assert rows_of(b.parts)[0]["messages"][1]["content"] == "world"

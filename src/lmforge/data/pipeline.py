@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.data.loader import Loaded, load_specs, location
-from lmforge.data.registry import import_plugins
 from lmforge.errors import DataError, UserError
 from lmforge.templates.encode import ChatTemplate, EncodeError
 
@@ -33,7 +32,6 @@ def _concat(parts: list[Loaded]) -> Any:
 
 def load_data(args: Any, use_hf: bool = False, need_train: bool = True) -> DataBundle:
     """Load --dataset and --val_dataset (or carve --split_dataset_ratio), shuffled as asked."""
-    import_plugins(args.external_plugins)
     if need_train and not args.dataset:
         raise UserError("no --dataset given", hint="e.g. --dataset data.jsonl or --dataset self-cognition#100")
     parts = load_specs(args.dataset, args, use_hf)

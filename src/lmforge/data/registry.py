@@ -174,19 +174,3 @@ def load_dataset_info(source: str) -> list[DatasetMeta]:
     else:
         raise DataError(f"{source}: expected a list (ms-swift) or an object (LLaMA-Factory) of datasets")
     return metas
-
-
-def import_plugins(paths: list[str]) -> None:
-    """Import user files that call register_dataset / register_template / register_family."""
-    import importlib.util
-
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise UserError(f"plug-in file not found: {p}")
-        spec = importlib.util.spec_from_file_location(f"lmforge_plugin_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            raise UserError(f"{p}: plug-in failed to import ({type(e).__name__}: {e})")

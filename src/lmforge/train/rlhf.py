@@ -133,10 +133,8 @@ def run_rlhf(args: Any) -> int:
         return run_ppo(args)
     reward_fns = None
     if kind == "grpo":
-        from lmforge.data.registry import import_plugins
         from lmforge.train.rewards import resolve_rewards
 
-        import_plugins(args.data.external_plugins)  # plug-ins may register reward functions
         reward_fns = resolve_rewards(args.rlhf.reward_funcs, args.rlhf)
     train_rlhf(args, kind, reward_fns)
     return 0
