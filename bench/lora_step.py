@@ -18,22 +18,26 @@ DATA = Path(__file__).resolve().parent / ".peers" / "work" / "data" / "train.jso
 
 
 def build(a: argparse.Namespace):  # noqa: ANN201
+    import tempfile
+
     import torch
 
     from lmforge.cli import COMMANDS, parse_flags
-    from lmforge.models.setup import setup_tokenizer
-    from lmforge.train import sft
     from lmforge.train.collate import FlatCollator
+    from lmforge.train.job import prepare
+    from lmforge.train.loading import load_policy
+    from lmforge.train.methods import get_method
+    from lmforge.train.sft import encode
 
     flags = ["--dataset", a.dataset, "--lora_rank", "8", "--lora_alpha", "32", "--lora_dropout", str(a.lora_dropout)]
+    flags += ["--output_dir", tempfile.mkdtemp(), "--gradient_checkpointing", "false"]
     args = parse_flags([*flags, "--target_modules", *a.target_modules], COMMANDS["sft"].groups)
-    setup = setup_tokenizer(args.model, args.template)
-    train_ds, _, _ = sft._encode(args, setup, "sft")
-    dtype, autocast = sft._precision(args)
-    model = sft.load_trainable(args, setup, dtype, False)
+    job = prepare(args, get_method("sft"))
+    train_ds, _ = encode(job)
+    model = load_policy(job, fast_paths=True)
     batch = FlatCollator()([train_ds[i] for i in range(a.rows)])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    return model, batch, opt, autocast
+    return model, batch, opt, job.precision.autocast_bf16
 
 
 def main() -> None:

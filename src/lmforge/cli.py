@@ -39,11 +39,11 @@ COMMANDS: dict[str, Command] = {
         {"check": CheckArgs, **_TRAIN_GROUPS},
         "lmforge.check:run",
     ),
-    "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.sft:run_sft"),
+    "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.job:run_sft"),
     "rlhf": Command(
         "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
         {**_TRAIN_GROUPS, "rlhf": RLHFArgs},
-        "lmforge.train.rlhf:run_rlhf",
+        "lmforge.train.job:run_rlhf",
     ),
     "infer": Command(
         "Chat with a model (interactive, also from a pipe) or answer a dataset in batch (--val_dataset).",
@@ -85,7 +85,7 @@ COMMANDS: dict[str, Command] = {
         "lmforge.ui.chat:run_app",
     ),
     "pt": Command(
-        "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.sft:run_pt"
+        "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"
     ),
 }
 

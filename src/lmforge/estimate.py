@@ -53,25 +53,21 @@ def _meta_model(model_dir: Any, tuner: Any) -> Any:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lmforge.tuners.lora import TUNERS
+    from lmforge.tasks import TASKS
+    from lmforge.tuners.table import get_tuner
 
     config = AutoConfig.from_pretrained(model_dir)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    if tuner.tuner_type in TUNERS:
+    spec = get_tuner(tuner.tuner_type)
+    if spec.is_peft:
         from peft import get_peft_model
 
-        peft_config = TUNERS[tuner.tuner_type](tuner)
+        peft_config = spec.peft_config(tuner, TASKS["causal_lm"])
         if hasattr(peft_config, "init_lora_weights"):
             peft_config.init_lora_weights = True  # PiSSA/OLoRA need real weights; counts are the same
-        model = get_peft_model(model, peft_config)
-    elif tuner.tuner_type in ("adapter", "reft"):
-        from lmforge.tuners.adapter import add_hooked
-
-        add_hooked(model, tuner)
-    elif tuner.tuner_type == "full":
-        model.requires_grad_(True)
-    return model
+        return get_peft_model(model, peft_config)
+    return spec.apply(model, tuner)
 
 
 def _weight_bytes(name: str, param: Any, frozen_bytes: float, quant_bits: int | None) -> float:
@@ -106,7 +102,9 @@ def estimate(model_dir: Any, tuner: Any, train: Any, batch: list[tuple[int, int]
     config = json.loads((Path(model_dir) / "config.json").read_text())
     model = _meta_model(model_dir, tuner)
     quant = tuner.quant_bits if tuner.quant_method else None
-    full = tuner.tuner_type in ("full", "llamapro")
+    from lmforge.tuners.table import get_tuner
+
+    full = get_tuner(tuner.tuner_type).trains_weights
     frozen_bytes = 2 if bf16 and not full else 4
     weights = trainable = 0.0
     total = n_trainable = 0
@@ -150,9 +148,11 @@ def print_estimate(
     import torch
 
     from lmforge.errors import UserError
-    from lmforge.train.sft import _precision
+    from lmforge.train.precision import training_precision
+    from lmforge.tuners.table import get_tuner
 
-    dtype, autocast = _precision(args)
+    precision = training_precision(args.model.torch_dtype, get_tuner(args.tuner.tuner_type).trains_weights)
+    dtype, autocast = precision.dtype, precision.autocast_bf16
     rows = largest_batch(lengths, trained, args.train.per_device_train_batch_size)
     try:
         est = estimate(model_dir, args.tuner, args.train, rows, bf16=dtype == torch.bfloat16 or autocast)

@@ -78,7 +78,7 @@ def test_loraplus_puts_the_ratio_on_b(tiny_llama):
     from transformers import AutoModelForCausalLM
 
     from lmforge.args import TunerArgs
-    from lmforge.tuners.lora import lora_config, loraplus_optimizer
+    from lmforge.tuners.peft_tuners import lora_config, loraplus_optimizer
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama), lora_config(TunerArgs()))
     opt = loraplus_optimizer(model, lr=1e-4, ratio=16, weight_decay=0.0)

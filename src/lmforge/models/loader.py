@@ -188,17 +188,23 @@ def load_model(
     trust_remote_code: bool = False,
     attn_impl: str | None = None,
     device_map: str | None = None,
+    task: str = "causal_lm",
     **kwargs: Any,
 ) -> Any:
-    from transformers import AutoModelForCausalLM
+    """Weights through the task's auto class (tasks.py): a causal LM unless a reward/classifier head is asked."""
+    import transformers
 
+    from lmforge.tasks import get_task
+
+    spec = get_task(task)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        return getattr(transformers, spec.auto_class).from_pretrained(
             model_dir,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_impl or "sdpa",
             device_map=device_map,
+            **spec.model_kwargs,
             **kwargs,
         )
     except (OSError, ValueError) as e:

@@ -49,3 +49,7 @@ def relaunch(command: str, argv: list[str], output_dir: str, add_version: bool) 
 
 def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lmforge.train.launch import is_rank_zero
+
 
 def make_run_dir(output_dir: str, add_version: bool) -> Path:
     if os.environ.get("LMFORGE_RUN_DIR"):  # chosen once by the torchrun launcher for every rank
@@ -40,19 +42,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_args_json(path: Path, args: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    """Every resolved flag, plus what was derived (model dir, template, dtype) and the library versions."""
-    data = {**args.to_dict(), **extra, "versions": versions(), "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-    if data.get("hub_token"):
-        data["hub_token"] = "***"  # never write a secret next to the weights
-    if int(os.environ.get("RANK", "0")) == 0:  # only rank 0 writes
-        path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return data
-
-
 def write_rows(path: Path, rows: Any) -> None:
     """Standard rows (a dataset's `row` column) as JSON lines, without our bookkeeping keys."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_rank_zero():
         return
     with path.open("w", encoding="utf-8") as f:
         for text in rows["row"]:

@@ -13,31 +13,27 @@ Only LoRA policies are supported: the frozen base doubles as the reference, so n
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
+from lmforge.train import rows
+from lmforge.train.methods import OWN_TRAINER_ONLY, register_method, rlhf_flags
 
+if TYPE_CHECKING:
+    from lmforge.args.parser import Args
+    from lmforge.train.job import Job
 
-class ValueHead:
-    """A linear layer from the last hidden state to a scalar value per token."""
-
-    def __init__(self, hidden: int):
-        import torch
-
-        self.linear = torch.nn.Linear(hidden, 1)
-        torch.nn.init.zeros_(self.linear.weight)
-        torch.nn.init.zeros_(self.linear.bias)
+STATE = "ppo_state.pt"  # optimizer, scheduler and RNG states: what an exact resume needs besides the weights
 
 
 def _reward_model(path: str, dtype: Any) -> Any:
-    """A sequence-classification model; an `rlhf --rlhf_type rm` LoRA checkpoint is merged onto its base."""
-    from transformers import AutoModelForSequenceClassification
-
-    from lmforge.infer.restore import read_run_args
-    from lmforge.models.loader import resolve_model_dir
+    """A one-logit sequence classifier; an `rlhf --rlhf_type rm` LoRA checkpoint is merged onto its base."""
+    from lmforge.models.loader import load_model, resolve_model_dir
+    from lmforge.runargs import read_run_args
 
     p = Path(path)
     if (p / "adapter_config.json").is_file():
@@ -46,10 +42,10 @@ def _reward_model(path: str, dtype: Any) -> Any:
             raise UserError(f"--reward_model {path}: adapter without args.json naming its base model")
         from peft import PeftModel
 
-        base = AutoModelForSequenceClassification.from_pretrained(saved["model_dir"], num_labels=1, dtype=dtype)
+        base = load_model(Path(saved["model_dir"]), dtype=dtype, task="reward")
         model = PeftModel.from_pretrained(base, str(p)).merge_and_unload()
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(resolve_model_dir(path), num_labels=1, dtype=dtype)
+        model = load_model(resolve_model_dir(path), dtype=dtype, task="reward")
     return model.eval().requires_grad_(False)
 
 
@@ -63,9 +59,9 @@ def _gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tupl
     import torch
 
     adv = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0])
+    last = torch.zeros(rewards.shape[0], device=rewards.device)
     for t in reversed(range(rewards.shape[1])):
-        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros(rewards.shape[0])
+        nxt = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
         delta = rewards[:, t] + gamma * nxt * mask[:, t] - values[:, t]
         last = delta + gamma * lam * last * mask[:, t]
         adv[:, t] = last
@@ -76,25 +72,23 @@ def _gae(rewards: Any, values: Any, mask: Any, gamma: float, lam: float) -> tupl
 
 
 class PPO:
-    def __init__(self, args: Any, setup: Any, policy: Any, reward: Any, run_dir: Path):
+    def __init__(self, job: Job, policy: Any, reward: Any):
         import torch
 
-        self.args, self.r, self.setup, self.policy, self.reward, self.run_dir = (
-            args,
-            args.rlhf,
-            setup,
-            policy,
-            reward,
-            run_dir,
+        self.job, self.r, self.setup, self.policy, self.reward = job, job.args.rlhf, job.setup, policy, reward
+        self.run_dir = job.run_dir
+        self.tok = job.setup.tokenizer
+        self.device = next(policy.parameters()).device
+        # the value head: hidden state -> scalar per token, zero at the start (so are the first advantages' baselines)
+        self.value = torch.nn.Linear(policy.get_base_model().config.hidden_size, 1).to(self.device)
+        torch.nn.init.zeros_(self.value.weight)
+        torch.nn.init.zeros_(self.value.bias)
+        self.params = [p for p in policy.parameters() if p.requires_grad] + list(self.value.parameters())
+        t = job.args.train
+        self.opt = torch.optim.AdamW(
+            self.params, lr=job.learning_rate, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay
         )
-        self.tok = setup.tokenizer
-        hidden = policy.get_base_model().config.hidden_size
-        self.value = ValueHead(hidden).linear
-        params = [p for p in policy.parameters() if p.requires_grad] + list(self.value.parameters())
-        lr = args.train.learning_rate or 1e-4
-        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        self.params = params
-        self.stop_ids = setup.template.stop_ids()
+        self.stop_ids = job.setup.template.stop_ids()
 
     def rollout(self, prompts: list[list[dict]]) -> dict[str, Any]:
         import torch
@@ -102,8 +96,8 @@ class PPO:
         ids = [self.setup.template.prompt_ids(p) for p in prompts]
         width = max(len(x) for x in ids)
         pad = self.tok.pad_token_id
-        inp = torch.tensor([[pad] * (width - len(x)) + x for x in ids])
-        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        inp = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
+        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
         self.policy.eval()
         with torch.no_grad():
             seq = self.policy.generate(
@@ -143,9 +137,10 @@ class PPO:
 
         fns = resolve_rewards(self.r.reward_funcs, self.r)
         weights = self.r.reward_weights or [1.0] * len(fns)
-        total = torch.zeros(len(roll["texts"]))
+        total = torch.zeros(len(roll["texts"]), device=self.device)
         for w, fn in zip(weights, fns):
-            total += w * torch.tensor(fn(roll["texts"], prompts=prompts, **extras), dtype=torch.float)
+            scores = torch.tensor(fn(roll["texts"], prompts=prompts, **extras), dtype=torch.float, device=self.device)
+            total += w * scores
         return total
 
     def step(self, prompts: list, extras: dict[str, list]) -> dict[str, float]:
@@ -163,7 +158,7 @@ class PPO:
         kl = (old_logp - ref_logp) * mask
         rewards = -self.r.kl_coef * kl
         last = (mask.sum(1).long() - 1).clamp_min(0)
-        rewards[torch.arange(len(last)), last] += scores
+        rewards[torch.arange(len(last), device=self.device), last] += scores
         adv, returns = _gae(rewards, old_values * mask, mask, self.r.gamma, self.r.lam)
         self.policy.train()
         for _ in range(self.r.num_ppo_epochs):
@@ -177,8 +172,9 @@ class PPO:
             loss = pg_loss + self.r.vf_coef * vf_loss
             self.opt.zero_grad()
             loss.backward()
-            grad = torch.nn.utils.clip_grad_norm_(self.params, self.args.train.max_grad_norm)
+            grad = torch.nn.utils.clip_grad_norm_(self.params, self.job.args.train.max_grad_norm)
             self.opt.step()
+        self.scheduler.step()
         if self.r.log_completions:
             with (self.run_dir / "completions.jsonl").open("a", encoding="utf-8") as f:
                 for p, c, s in zip(prompts, roll["texts"], scores.tolist()):
@@ -193,80 +189,109 @@ class PPO:
             "response_length": float(mask.sum(1).mean()),
         }
 
-    def save(self, step: int, args_json: dict) -> Path:
+    def save(self, step: int, rng: random.Random, log: list[dict]) -> Path:
+        """checkpoint-N appears whole or not at all: the adapter, value head, optimizer/scheduler/RNG states,
+        trainer_state.json (what --resume_from_checkpoint checks) and args.json."""
         import torch
         from safetensors.torch import save_file
+
+        from lmforge.runargs import write_run_args
 
         final = self.run_dir / f"checkpoint-{step}"
         tmp = self.run_dir / ".staging" / final.name
         shutil.rmtree(tmp, ignore_errors=True)
         self.policy.save_pretrained(tmp)
         save_file({k: v.contiguous() for k, v in self.value.state_dict().items()}, tmp / "value_head.safetensors")
-        torch.save({"optimizer": self.opt.state_dict(), "step": step}, tmp / "ppo_state.pt")
+        state = {"optimizer": self.opt.state_dict(), "scheduler": self.scheduler.state_dict(), "step": step}
+        torch.save({**state, "torch_rng": torch.get_rng_state(), "python_rng": rng.getstate()}, tmp / STATE)
         self.tok.save_pretrained(tmp)
-        (tmp / "args.json").write_text(json.dumps(args_json, ensure_ascii=False, indent=2, default=str))
+        (tmp / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": log}, indent=1))
+        write_run_args(tmp / "args.json", self.job.run_args)
         shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        os.replace(tmp, final)
+        limit = self.job.args.train.save_total_limit
+        if limit:
+            done = sorted(self.run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            for old in done[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
         return final
 
+    def resume(self, ckpt: str, rng: random.Random) -> int:
+        """Weights and every state from a checkpoint of this PPO; returns its step."""
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
 
-def run_ppo(args: Any) -> int:
-    import torch
-    import transformers
-    from peft import PeftModel, get_peft_model
+        path = Path(ckpt)
+        if not (path / STATE).is_file():
+            raise UserError(f"--resume_from_checkpoint {ckpt}: not a PPO checkpoint (no {STATE})")
+        set_peft_model_state_dict(self.policy, load_file(path / "adapter_model.safetensors"))
+        self.value.load_state_dict(load_file(path / "value_head.safetensors"))
+        state = torch.load(path / STATE, weights_only=False)
+        self.opt.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.setstate(state["python_rng"])
+        return int(state["step"])
 
-    from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped
-    from lmforge.models.loader import load_model
-    from lmforge.models.setup import setup_tokenizer
-    from lmforge.train.output import draw_plots, make_run_dir, write_args_json
-    from lmforge.train.rlhf import to_trl_row
-    from lmforge.tuners.lora import lora_config
+    def train(self, resume_from_checkpoint: str | None = None) -> None:
+        from transformers import get_scheduler
 
-    r, t = args.rlhf, args.train
+        from lmforge.train.output import draw_plots
+
+        t = self.job.args.train
+        prompts = rows.convert(self.job.data.train, rows.prompt, self.setup.template, "ppo").to_list()
+        per_epoch = len(prompts) / t.per_device_train_batch_size
+        steps = t.max_steps if t.max_steps > 0 else int(t.num_train_epochs * per_epoch)
+        warmup = int(t.warmup_ratio * steps) if t.warmup_ratio < 1 else int(t.warmup_ratio)
+        self.scheduler = get_scheduler(t.lr_scheduler_type, self.opt, warmup, steps)
+        rng = random.Random(t.seed)
+        start = self.resume(resume_from_checkpoint, rng) if resume_from_checkpoint else 0
+        log: list[dict] = []
+        print(f"[lmforge] ppo on {len(prompts)} prompts for {steps} steps")
+        for step in range(start + 1, steps + 1):
+            batch = rng.sample(prompts, min(t.per_device_train_batch_size, len(prompts)))
+            extras = {k: [b.get(k) for b in batch] for k in batch[0] if k != "prompt"}
+            stats = self.step([b["prompt"] for b in batch], extras)
+            if step % t.logging_steps == 0 or step == 1 or step == steps:
+                row = {"global_step": step, "max_steps": steps, **stats}
+                log.append(row)
+                with (self.run_dir / "logging.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"[ppo] step {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+            if step % t.save_steps == 0 or step == steps:
+                self.save(step, rng, log)
+                draw_plots(self.run_dir)
+
+
+def _check(args: Args) -> None:
+    r = args.rlhf
     if args.tuner.tuner_type != "lora":
         raise UserError("PPO here trains LoRA policies (the frozen base is the reference)", hint="--tuner_type lora")
     if not r.reward_model and not r.reward_funcs:
         raise UserError("PPO needs --reward_model (an rm checkpoint) or --reward_funcs")
-    transformers.set_seed(t.seed)
-    setup = setup_tokenizer(args.model, args.template)
-    data = load_data(args.data, use_hf=args.model.use_hf)
-    refuse_if_mostly_dropped(data.parts)
-    rows = [to_trl_row(json.loads(x), "grpo", setup.template) for x in data.train["row"]]
-    base = load_model(setup.model_dir, dtype=torch.float32)
-    policy = (
-        PeftModel.from_pretrained(base, args.tuner.adapters[0], is_trainable=True)
-        if args.tuner.adapters
-        else get_peft_model(base, lora_config(args.tuner))
-    )
-    reward = _reward_model(r.reward_model, torch.float32) if r.reward_model else None
-    run_dir = make_run_dir(t.output_dir, t.add_version)
-    args_json = write_args_json(
-        run_dir / "args.json",
-        args,
-        {
-            "stage": "rlhf",
-            "model_dir": str(setup.model_dir),
-            "template": setup.template_name,
-            "system": setup.template.system,
-            "run_dir": str(run_dir),
-        },
-    )
-    setup.tokenizer.chat_template = setup.template.jinja
-    ppo = PPO(args, setup, policy, reward, run_dir)
-    steps = t.max_steps if t.max_steps > 0 else int(t.num_train_epochs * len(rows) / t.per_device_train_batch_size)
-    rng = random.Random(t.seed)
-    log = run_dir / "logging.jsonl"
-    print(f"[lmforge] ppo on {len(rows)} prompts for {steps} steps; run dir: {run_dir}")
-    for step in range(1, steps + 1):
-        batch = rng.sample(rows, min(t.per_device_train_batch_size, len(rows)))
-        extras = {k: [b.get(k) for b in batch] for k in batch[0] if k != "prompt"}
-        stats = ppo.step([b["prompt"] for b in batch], extras)
-        if step % t.logging_steps == 0 or step == 1 or step == steps:
-            with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"global_step": step, "max_steps": steps, **stats}) + "\n")
-            print(f"[ppo] step {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
-        if step % t.save_steps == 0 or step == steps:
-            ppo.save(step, args_json)
-            draw_plots(run_dir)
-    print(f"[lmforge] last checkpoint: {run_dir / f'checkpoint-{steps}'}")
-    return 0
+    if r.reward_weights and len(r.reward_weights) != len(r.reward_funcs):
+        raise UserError(f"--reward_weights has {len(r.reward_weights)} values for {len(r.reward_funcs)} --reward_funcs")
+
+
+_USES = {"max_completion_length", "temperature", "reward_funcs", "reward_weights", "reward_model", "log_completions"}
+_USES |= {"num_ppo_epochs", "kl_coef", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam"}
+_USES |= {"soft_max_length", "soft_cache_length"}
+# our own loop: one process, no evaluation, no Trainer integrations
+_LOOP_LACKS = {"gradient_accumulation_steps", "eval_steps", "per_device_eval_batch_size", "val_dataset"}
+_LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "report_to", "dataloader_num_workers"}
+_LOOP_LACKS |= {"lorap_lr_ratio", "use_galore", "lisa_activated_layers"}
+
+
+@register_method(
+    "ppo", stage="rlhf", check=_check, unsupported=frozenset((rlhf_flags() - _USES) | OWN_TRAINER_ONLY | _LOOP_LACKS)
+)
+def build(job: Job) -> PPO:
+    from lmforge.train.job import record
+    from lmforge.train.loading import load_policy
+
+    policy = load_policy(job)
+    r = job.args.rlhf
+    reward = _reward_model(r.reward_model, job.precision.dtype).to(policy.device) if r.reward_model else None
+    record(job, {})
+    return PPO(job, policy, reward)

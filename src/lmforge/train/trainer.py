@@ -20,6 +20,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import rotate_checkpoints
 
+from lmforge.runargs import write_run_args
 from lmforge.train.output import draw_plots
 
 IGNORE = -100
@@ -42,7 +43,7 @@ class AtomicCheckpoints:
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 path = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}" / "args.json"
-                path.write_text(json.dumps(getattr(self, "args_json", {}), ensure_ascii=False, indent=2, default=str))
+                write_run_args(path, getattr(self, "args_json", {}))
             return
         run_dir = Path(super()._get_output_dir(trial))
         name = f"checkpoint-{self.state.global_step}"
@@ -55,9 +56,7 @@ class AtomicCheckpoints:
         finally:
             self._staging = False
         if self.args.should_save:
-            (staging / name / "args.json").write_text(
-                json.dumps(getattr(self, "args_json", {}), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-            )
+            write_run_args(staging / name / "args.json", getattr(self, "args_json", {}))
             final = run_dir / name
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging / name, final)  # the checkpoint appears whole or not at all
@@ -70,6 +69,11 @@ class AtomicCheckpoints:
             )
         if hasattr(self, "_last_log_time"):
             self._last_log_time += time.perf_counter() - t0
+
+
+def with_atomic_checkpoints(trainer_cls: type) -> type:
+    """A trl trainer class with AtomicCheckpoints mixed in (its own __init__ runs unchanged)."""
+    return type(f"Atomic{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})
 
 
 class LmforgeTrainer(AtomicCheckpoints, Trainer):

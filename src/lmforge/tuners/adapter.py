@@ -62,13 +62,11 @@ def add_adapters(model: nn.Module, length: int, act: str) -> int:
 
 
 def add_hooked(model: nn.Module, tuner: Any) -> None:
-    """--tuner_type adapter or reft: the two tuners applied by forward hooks, saved and loaded here."""
-    if tuner.tuner_type == "reft":
-        from lmforge.tuners.reft import add_reft
+    """--tuner_type adapter or reft (the two tuners applied by forward hooks, saved and loaded here), from the
+    tuner table."""
+    from lmforge.tuners.table import get_tuner
 
-        add_reft(model, tuner.reft_layers, tuner.reft_rank, tuner.reft_intervention_type)
-    else:
-        add_adapters(model, tuner.adapter_length, tuner.adapter_act)
+    get_tuner(tuner.tuner_type).apply(model, tuner)
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -1,0 +1,72 @@
+"""Standard rows -> the rows trl's trainers (and our PPO) take, in conversational form. Each method's entry in the
+method table names its converter; a row that cannot serve the method is one line naming its file and row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lmforge.errors import DataError
+
+Row = dict[str, Any]
+_SKIP = {"messages", "rejected_response", "rejected_messages", "label", "_src", "_idx"}
+
+
+def where(row: Row) -> str:
+    from lmforge.data.loader import location
+
+    return location(row["_src"], row["_idx"]) if "_src" in row else "row"
+
+
+def preference(row: Row, template: Any, method: str) -> Row:
+    """dpo, cpo, simpo, orpo, rm: prompt, chosen and rejected answers."""
+    msgs = template.with_system(row["messages"])
+    rejected = row.get("rejected_response")
+    if rejected is None and row.get("rejected_messages"):
+        rejected = row["rejected_messages"][-1].get("content")
+    if rejected is None or msgs[-1]["role"] != "assistant":
+        raise DataError(
+            f"{where(row)}: rejected_response: missing; {method} needs preference rows",
+            hint='give rows a rejected_response, or map yours: --columns \'{"rejected": "rejected_response"}\'',
+        )
+    return {"prompt": msgs[:-1], "chosen": [msgs[-1]], "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+def unpaired(row: Row, template: Any, method: str) -> Row:
+    """kto: one answer with a desirable/undesirable label."""
+    msgs = template.with_system(row["messages"])
+    label = row.get("label")
+    if not isinstance(label, bool):
+        raise DataError(
+            f"{where(row)}: label: expected true or false, got {label!r}",
+            hint="KTO rows carry a boolean label: is the answer desirable?",
+        )
+    return {"prompt": msgs[:-1], "completion": [msgs[-1]], "label": label}
+
+
+def prompt(row: Row, template: Any, method: str) -> Row:
+    """grpo, ppo: the prompt (a trailing answer is dropped) and every other column, for the reward functions."""
+    msgs = template.with_system(row["messages"])
+    head = msgs[:-1] if msgs[-1]["role"] == "assistant" else msgs
+    return {"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}
+
+
+def conversation(row: Row, template: Any, method: str) -> Row:
+    """gkd: whole conversations ending in an answer (the student also samples its own, --lmbda of the time)."""
+    msgs = template.with_system(row["messages"])
+    if msgs[-1]["role"] != "assistant":
+        raise DataError(
+            f"{where(row)}: messages: ends with a {msgs[-1]['role']} turn; {method} needs conversations with an "
+            "assistant answer",
+            hint="GKD distils on answered conversations; for prompt-only rows use --rlhf_type grpo or ppo",
+        )
+    return {"messages": msgs}
+
+
+def convert(ds: Any, converter: Any, template: Any, method: str) -> Any:
+    """A `row` column of standard rows -> a datasets.Dataset in the method's form (None stays None)."""
+    import datasets
+
+    if ds is None:
+        return None
+    return datasets.Dataset.from_list([converter(json.loads(r), template, method) for r in ds["row"]])
