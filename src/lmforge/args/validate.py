@@ -178,9 +178,12 @@ def _template(spec: FlagSpec, value: str, args: Args) -> None:
 
 
 def _model_type(spec: FlagSpec, value: str, args: Args) -> None:
-    from lmforge.models.registry import family_for
+    from lmforge.models.registry import FAMILIES, family_for
 
-    family_for(None, value)  # its error already names --model_type
+    try:
+        family_for(None, value)
+    except UserError:
+        raise UserError(f"--{spec.name} {_shown(value)}: unknown model family; known: {', '.join(sorted(FAMILIES))}")
 
 
 def _reward(spec: FlagSpec, value: str, args: Args) -> None:
