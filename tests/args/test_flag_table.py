@@ -157,4 +157,4 @@ def test_validation_alone_imports_no_torch():
         "'self-cognition', '--reward_funcs', 'nope']); print(rc, 'torch' in sys.modules, 'datasets' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert r.stdout.split() == ["2", "False", "False"] and "--reward_funcs nope" in r.stderr
+    assert r.stdout.split() == ["2", "False", "False"] and "unknown reward function 'nope'" in r.stderr

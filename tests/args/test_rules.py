@@ -35,7 +35,7 @@ CASES = {
 MORE = [
     (["sft", *SC, "--quant_method", "bnb", "--quant_bits", "2"], "--quant_method bnb needs --quant_bits 4 or 8"),
     (["sft", *SC, "--quant_method", "hqq"], "cannot load HQQ"),
-    (["rlhf", *SC, "--rlhf_type", "grpo"], "grpo needs --reward_funcs"),
+    (["rlhf", *SC, "--rlhf_type", "grpo"], "GRPO needs --reward_funcs"),
     (["rlhf", *SC, "--rlhf_type", "ppo"], "needs --reward_model"),
     (["rlhf", *SC, "--rlhf_type", "ppo", "--reward_funcs", "format", "--tuner_type", "full"], "LoRA policies"),
     (["export", "--merge_lora"], "export needs --adapters"),

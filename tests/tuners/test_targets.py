@@ -44,7 +44,7 @@ def test_sound_flags_pass(config_only, flags):
         ({"target_regex": "q_proj"}, "--target_regex q_proj: matches no module"),  # fullmatch, as peft
         ({"modules_to_save": ["head"]}, "--modules_to_save head: this model has no module"),
         ({"tuner_type": "llamapro", "llamapro_num_new_blocks": 3}, "more than the model's 2 layers"),
-        ({"tuner_type": "reft", "reft_layers": [2]}, "--reft_layers 2: the model has 2 layers"),
+        ({"tuner_type": "reft", "reft_layers": [2]}, "--reft_layers [2]: the model has 2 layers"),
     ],
 )
 def test_wrong_names_fail_in_one_line(config_only, flags, needle):

@@ -107,9 +107,9 @@ def _rlhf_needs(a: Args) -> None:
     if r.rlhf_type == "gkd" and not r.teacher_model:
         raise UserError("--rlhf_type gkd needs --teacher_model", hint="a larger model of the same tokenizer")
     if r.rlhf_type == "grpo" and not r.reward_funcs:
-        raise UserError("--rlhf_type grpo needs --reward_funcs", hint="e.g. --reward_funcs accuracy format")
+        raise UserError("GRPO needs --reward_funcs", hint="e.g. --reward_funcs accuracy format")
     if r.rlhf_type == "ppo" and not r.reward_model and not r.reward_funcs:
-        raise UserError("--rlhf_type ppo needs --reward_model (an rm checkpoint) or --reward_funcs")
+        raise UserError("PPO needs --reward_model (an rm checkpoint) or --reward_funcs")
     if r.use_vllm and importlib.util.find_spec("vllm") is None:
         raise UserError("--use_vllm needs the vllm package and a CUDA GPU", hint="drop it: rollouts use PyTorch")
 

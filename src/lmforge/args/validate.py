@@ -160,12 +160,14 @@ def _json_file(spec: FlagSpec, value: str) -> None:
     path = Path(value).expanduser()
     if not path.is_file():
         raise UserError(
-            f"--{spec.name} {_shown(value)}: no such file", hint=f"use one of {', '.join(presets)} or a .json"
+            f"--{spec.name} {_shown(value)}: no such config", hint=f"use one of {', '.join(presets)} or a .json"
         )
     try:
         json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"--{spec.name} {_shown(value)}: invalid JSON ({e})")
+    except json.JSONDecodeError as e:  # the same words as train/distributed.py, which checks it again later
+        raise UserError(f"--{spec.name} {_shown(value)}: invalid JSON at line {e.lineno}: {e.msg}")
+    except UnicodeDecodeError:
+        raise UserError(f"--{spec.name} {_shown(value)}: not a text file")
 
 
 def _template(spec: FlagSpec, value: str, args: Args) -> None:
@@ -192,7 +194,7 @@ def _reward(spec: FlagSpec, value: str, args: Args) -> None:
     known = sorted([*REWARDS, "soft_overlong"])
     if value not in known:
         raise UserError(
-            f"--{spec.name} {_shown(value)}: unknown reward function; known: {', '.join(known)}",
+            f"--{spec.name}: unknown reward function '{value}'; known: {', '.join(known)}",
             hint="register your own with --external_plugins",
         )
 

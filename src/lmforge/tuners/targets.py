@@ -70,7 +70,7 @@ def _check_layers(config: dict[str, Any], tuner: Any) -> None:
     if tuner.tuner_type == "reft":
         bad = [i for i in tuner.reft_layers if i >= layers]
         if bad:
-            raise UserError(f"--reft_layers {bad[0]}: the model has {layers} layers", hint=f"use 0..{layers - 1}")
+            raise UserError(f"--reft_layers {bad}: the model has {layers} layers", hint=f"use 0..{layers - 1}")
 
 
 def check_target_modules(model_dir: Path, tuner: Any, trust_remote_code: bool = False) -> None:
