@@ -71,3 +71,11 @@ def test_check_reports_truncation_and_drops(tmp_path, tiny_llama):
         "left",
     )
     assert r2.returncode == 0 and "1 truncated" in r2.stdout
+
+
+def test_check_refuses_a_target_module_the_model_lacks(tmp_path, tiny_llama):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"query": "q", "response": "r"}) + "\n")
+    r = run_cli("check", "--model", str(tiny_llama), "--dataset", str(data), "--target_modules", "q_proj", "v_prj")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("lmforge check: error: --target_modules v_prj: this model has no module of that name")
