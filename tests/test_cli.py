@@ -10,10 +10,11 @@ import time
 import pytest
 
 from lmforge.args import DataArgs, ModelArgs, TrainArgs, TunerArgs, parse_flags
+from lmforge.args.groups import PluginArgs
 from lmforge.errors import UserError
 from tests.conftest import run_cli
 
-GROUPS = {"model": ModelArgs, "data": DataArgs, "tuner": TunerArgs, "train": TrainArgs}
+GROUPS = {"model": ModelArgs, "data": DataArgs, "tuner": TunerArgs, "train": TrainArgs, "plugins": PluginArgs}
 
 
 def test_help_is_fast_and_imports_no_torch():
@@ -59,7 +60,7 @@ def test_flags_aliases_kebab_lists_bools():
     )
     assert a.tuner.tuner_type == "full" and a.tuner.lora_rank == 4
     assert a.data.dataset == ["a.jsonl", "b.jsonl#5"] and a.model.use_hf is True
-    assert a.train.max_steps == -1 and a.train.add_version is True and a.data.external_plugins == ["p.py"]
+    assert a.train.max_steps == -1 and a.train.add_version is True and a.plugins.external_plugins == ["p.py"]
     assert {"tuner_type", "lora_rank", "dataset"} <= a.explicit
 
 
@@ -101,11 +102,15 @@ def _one_line_error(r, needle):
 def test_cli_errors_exit_nonzero_with_one_line(tmp_path):
     _one_line_error(run_cli("sft", "--lora_rnk", "3"), "did you mean --lora_rank")
     _one_line_error(run_cli("chek"), "unknown command 'chek'")
-    _one_line_error(run_cli("check", "--model", str(tmp_path / "nope"), "--dataset", "x.jsonl"), "no such file")
+    _one_line_error(
+        run_cli("check", "--model", str(tmp_path / "nope"), "--dataset", "self-cognition#2"), "no such file"
+    )
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage" * 10)
     _one_line_error(
-        run_cli("check", "--model", str(bad), "--dataset", "x.jsonl", env={"LMFORGE_HOME": str(tmp_path / "home")}),
+        run_cli(
+            "check", "--model", str(bad), "--dataset", "self-cognition#2", env={"LMFORGE_HOME": str(tmp_path / "home")}
+        ),
         "not a readable GGUF model",
     )
 

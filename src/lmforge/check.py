@@ -9,10 +9,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lmforge.data.loader import location
 from lmforge.data.pipeline import encode_rows, load_data
 from lmforge.errors import DataError
 from lmforge.models.setup import setup_tokenizer
 from lmforge.templates.encode import Encoded
+
+# tuner flags checked against the model's module names (on its config) when set
+TUNER_FLAGS = frozenset({"target_modules", "target_regex", "modules_to_save", "llamapro_num_new_blocks", "reft_layers"})
 
 
 def _report_parts(parts: list, label: str) -> int:
@@ -30,6 +34,10 @@ def _report_parts(parts: list, label: str) -> int:
 def run(args: Any) -> int:
     setup = setup_tokenizer(args.model, args.template)
     print(f"model: {setup.model_dir}  (template {setup.template_name}, ends turns with {setup.template.end_of_turn!r})")
+    if args.check.estimate or TUNER_FLAGS & args.explicit:
+        from lmforge.tuners.targets import check_target_modules
+
+        check_target_modules(setup.model_dir, args.tuner, args.model.trust_remote_code)  # on the config alone
     data = load_data(args.data, use_hf=args.model.use_hf)
     if args.data.streaming:
         import datasets
@@ -79,18 +87,32 @@ def run(args: Any) -> int:
                 print("sample (trained spans in [[ ]]):")
                 print(setup.template.render_marked(Encoded(row["input_ids"], row["labels"])))
         if args.check.dump_encoded and label == "train":
-            path = Path(args.check.dump_encoded)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", encoding="utf-8") as f:
-                for row in enc:
-                    if not row["error"]:
-                        f.write(json.dumps({"input_ids": row["input_ids"], "labels": row["labels"]}) + "\n")
-            print(f"wrote {path}")
+            dump_encoded(Path(args.check.dump_encoded), ds, enc, data.parts)
     if problems:
         print(f"check: {problems} unusable row(s)")
         return 1
     print("check: all rows usable")
     return 0
+
+
+def dump_encoded(path: Path, ds: Any, enc: Any, parts: list) -> None:
+    """One JSON line per usable row in the data's own order (datasets in --dataset order, rows in file order, not
+    the training shuffle), each with its `source` (`train.jsonl:17`), so a row can be traced back to the data."""
+    origins = []
+    for row_json in ds["row"]:  # encoding keeps rows aligned (keep_errors); the converted row knows its origin
+        row = json.loads(row_json)
+        origins.append((row.get("_src", ""), row.get("_idx", 0)))
+    rank = {p.source: i for i, p in enumerate(parts)}
+    order = sorted(range(len(origins)), key=lambda i: (rank.get(origins[i][0], len(rank)), origins[i][1]))
+    ids, labels, errors = enc["input_ids"], enc["labels"], enc["error"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for i in order:
+            if not errors[i]:
+                src, idx = origins[i]
+                source = location(src, idx) if src else ""
+                f.write(json.dumps({"source": source, "input_ids": ids[i], "labels": labels[i]}) + "\n")
+    print(f"wrote {path}")
 
 
 def _trained(labels: list[int]) -> int:

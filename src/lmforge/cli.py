@@ -13,7 +13,8 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs, RLHFArgs
+from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs, PluginArgs, RLHFArgs
+from lmforge.args.validate import check_flags, check_names, check_rules
 from lmforge.errors import UserError
 
 
@@ -22,6 +23,10 @@ class Command:
     summary: str
     groups: dict[str, type]
     target: str  # "module:function"; the function takes the parsed Args and returns an exit code
+
+    def __post_init__(self) -> None:
+        # every command takes plug-ins: one may register the template, dataset or model family it is asked for
+        object.__setattr__(self, "groups", {**self.groups, "plugins": PluginArgs})
 
 
 _TRAIN_GROUPS = {
@@ -130,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
         args = parse_flags(rest, cmd.groups)
+        check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
         from lmforge.plugins import load_plugins
 
-        load_plugins(getattr(getattr(args, "data", None), "external_plugins", []))  # before anything is resolved
+        load_plugins(args.plugins.external_plugins)  # before anything is resolved
+        check_names(args)  # template, dataset, reward names: a plug-in may have registered them
+        check_rules(name, args)  # relations between flags
         from lmforge.train.launch import wants_torchrun
 
         deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)

@@ -142,6 +142,38 @@ def test_llamapro_expands_and_trains_only_new_blocks(tmp_path, tiny_llama):
     )
 
 
+def test_llamapro_default_spreads_blocks_over_30_layers_and_starts_as_identity():
+    """The default 4 new blocks on a 30-layer model (the embedded SmolLM2's depth): spread after layers 6, 14, 21,
+    29; at init the expanded model computes exactly what the base did, and only the new blocks get gradients."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmforge.args.groups import TunerArgs
+    from lmforge.tuners.llamapro import expand_blocks, new_block_positions
+
+    num_new = TunerArgs().llamapro_num_new_blocks
+    assert new_block_positions(30, num_new) == [6, 14, 21, 29]
+    assert new_block_positions(4, 2) == [1, 3]  # a divisor: the paper's layout, as before
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=30, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=64,
+    )  # fmt: skip
+    model = LlamaForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (2, 9))
+    before = _logits(model, ids)
+    old = list(model.model.layers)
+    model = expand_blocks(model, num_new)
+    assert model.config.num_hidden_layers == 34 and len(model.model.layers) == 34
+    new_idx = [i for i, layer in enumerate(model.model.layers) if all(layer is not o for o in old)]
+    assert new_idx == [7, 16, 24, 33]  # each right after its source layer (shifted by the blocks before it)
+    assert torch.equal(_logits(model, ids), before)
+    model(ids).logits.sum().backward()
+    trained = {n.split(".")[2] for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {int(i) for i in trained} <= set(new_idx) and trained
+    for name, p in model.named_parameters():  # embeddings, norms and the old layers stay frozen
+        assert p.requires_grad == (".layers." in name and int(name.split(".")[2]) in new_idx), name
+
+
 def test_galore_full_training(tmp_path, tiny_llama):
     ckpt = _sft(tmp_path, tiny_llama, "--tuner_type", "full", "--use_galore", "true", "--galore_rank", "8")
     assert (ckpt / "model.safetensors").is_file()

@@ -2,6 +2,11 @@
 
 Field names are ms-swift's flag names. `metadata["help"]` is the `--help` text; `metadata["aliases"]` lists old or
 foreign spellings that map to the field. This module must stay import-light: `lmforge --help` reads it without torch.
+
+What a value may be is declared here too, on `flag(...)`, and checked by `args/validate.py` right after parsing:
+`choices`; bounds `ge`/`gt`/`le`/`lt` (each list item), with `off`, a sentinel exempt from them (-1: off/all);
+`kind` ("json", "regex", "file", "path", "adapter", "dir_out", "file_out", "json_file", "dataset"; see validate.py);
+`json_type` (the JSON value's type); `pattern` (regex, what it means); `presets` (names a "json_file" flag also takes).
 """
 
 from __future__ import annotations
@@ -10,12 +15,71 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def flag(default: Any = None, help: str = "", aliases: tuple[str, ...] = (), choices: tuple | None = None) -> Any:
-    """A dataclass field carrying its CLI help, aliases and allowed values."""
-    meta = {"help": help, "aliases": aliases, "choices": choices}
+def flag(
+    default: Any = None,
+    help: str = "",
+    aliases: tuple[str, ...] = (),
+    choices: tuple | None = None,
+    **checks: Any,
+) -> Any:
+    """A dataclass field carrying its CLI help, aliases, allowed values and checks (see the module docstring)."""
+    unknown = set(checks) - CHECK_KEYS
+    if unknown:  # a typo here would silently drop a check
+        raise TypeError(f"flag(): unknown check {sorted(unknown)}")
+    meta = {"help": help, "aliases": aliases, "choices": choices, **checks}
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+CHECK_KEYS = frozenset({"ge", "gt", "le", "lt", "off", "kind", "json_type", "pattern", "presets"})
+POSITIVE = {"ge": 1}  # sizes and counts where 0 makes no sense
+RATIO = {"ge": 0, "lt": 1}
+PROB = {"ge": 0, "le": 1}
+SEED = {"ge": 0, "lt": 2**32}  # numpy's and datasets' seed range
+PORT = {"ge": 1, "le": 65535}
+# names transformers accepts (transformers.SchedulerType, INTEGRATION_TO_CALLBACK; tests/args checks they match)
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)
+REPORTERS = (
+    "tensorboard",
+    "wandb",
+    "swanlab",
+    "mlflow",
+    "trackio",
+    "azure_ml",
+    "comet_ml",
+    "neptune",
+    "codecarbon",
+    "clearml",
+    "dagshub",
+    "flyte",
+    "dvclive",
+    "kubeflow",
+    "none",
+)
+ZERO_PRESETS = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")  # train/distributed.ZERO_NAMES
+LORA_INITS = (r"(?i)true|false|gaussian|eva|olora|pissa|pissa_niter_\d+|corda|loftq|orthogonal", "a LoRA init")
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+@dataclass
+class PluginArgs:
+    external_plugins: list[str] = flag(
+        [], "Python files that register datasets, templates or models", aliases=("custom_register_path",), kind="file"
+    )
 
 
 @dataclass
@@ -24,7 +88,7 @@ class ModelArgs:
         None, "hub id, local HF directory or .gguf file (default: the embedded SmolLM2-135M-Instruct)"
     )
     model_type: str | None = flag(
-        None, "model family (qwen3, qwen2, llama, ...); detected from config.json when omitted"
+        None, "model family (qwen3, qwen2, llama, ...); detected from config.json when omitted", kind="model_type"
     )
     model_revision: str | None = flag(None, "hub revision (branch, tag or commit)")
     gguf_file: str | None = flag(None, "GGUF file name inside the --model directory")
@@ -43,10 +107,10 @@ class ModelArgs:
 @dataclass
 class TemplateArgs:
     template: str | None = flag(
-        None, "chat template name (qwen3, qwen2_5, chatml, llama3, smollm2, ...); default per model"
+        None, "chat template name (qwen3, qwen2_5, chatml, llama3, smollm2, ...); default per model", kind="template"
     )
     system: str | None = flag(None, "system prompt (a string or a .txt file); '' removes the default one")
-    max_length: int | None = flag(None, "maximum tokens per encoded row")
+    max_length: int | None = flag(None, "maximum tokens per encoded row", **POSITIVE)
     truncation_strategy: str = flag(
         "delete",
         "rows longer than --max_length: delete, or keep the left/right part",
@@ -62,18 +126,17 @@ class TemplateArgs:
 
 @dataclass
 class DataArgs:
-    dataset: list[str] = flag([], "datasets: [hf::|ms::]<id|dir|file>[:subset1/subset2|:all][#N] ...")
-    val_dataset: list[str] = flag([], "validation datasets, same syntax as --dataset")
-    split_dataset_ratio: float = flag(0.0, "fraction of --dataset held out for validation")
-    data_seed: int = flag(42, "seed for #N sampling, shuffling and the validation split")
-    dataset_num_proc: int = flag(1, "processes for dataset conversion and encoding")
+    dataset: list[str] = flag([], "datasets: [hf::|ms::]<id|dir|file>[:subset1/subset2|:all][#N] ...", kind="dataset")
+    val_dataset: list[str] = flag([], "validation datasets, same syntax as --dataset", kind="dataset")
+    split_dataset_ratio: float = flag(0.0, "fraction of --dataset held out for validation", **RATIO)
+    data_seed: int = flag(42, "seed for #N sampling, shuffling and the validation split", **SEED)
+    dataset_num_proc: int = flag(1, "processes for dataset conversion and encoding", **POSITIVE)
     dataset_shuffle: bool = flag(True, "shuffle the training set")
     streaming: bool = flag(False, "read datasets lazily (for files larger than memory; needs --max_steps)")
-    columns: str | None = flag(None, 'JSON map renaming columns before format detection, e.g. \'{"src": "dst"}\'')
-    custom_dataset_info: list[str] = flag([], "dataset_info.json files (ms-swift or LLaMA-Factory schema)")
-    external_plugins: list[str] = flag(
-        [], "Python files that register datasets, templates or models", aliases=("custom_register_path",)
+    columns: str | None = flag(
+        None, 'JSON map renaming columns before format detection, e.g. \'{"src": "dst"}\'', kind="json", json_type=dict
     )
+    custom_dataset_info: list[str] = flag([], "dataset_info.json files (ms-swift or LLaMA-Factory schema)", kind="file")
     strict: bool = flag(False, "stop at the first bad row instead of dropping it")
     model_name: list[str] = flag([], "self-cognition name: <zh> <en> (one value serves both)")
     model_author: list[str] = flag([], "self-cognition author: <zh> <en> (one value serves both)")
@@ -82,8 +145,10 @@ class DataArgs:
 
 @dataclass
 class CheckArgs:
-    dump_encoded: str | None = flag(None, "write one JSON line per encoded row: {input_ids, labels}")
-    show_samples: int = flag(1, "how many encoded rows to print with their trained spans marked")
+    dump_encoded: str | None = flag(
+        None, "write one JSON line per encoded row, in the data's order: {source, input_ids, labels}", kind="file_out"
+    )
+    show_samples: int = flag(1, "how many encoded rows to print with their trained spans marked", ge=0)
     estimate: bool = flag(False, "also estimate parameters and per-rank memory for the training flags given")
 
 
@@ -95,75 +160,89 @@ class TunerArgs:
         aliases=("train_type",),
         choices=("lora", "full", "adalora", "vera", "boft", "fourierft", "bone", "llamapro", "adapter", "reft"),
     )
-    lora_rank: int = flag(8, "LoRA rank r")
-    adapter_length: int = flag(128, "--tuner_type adapter: bottleneck width")
-    adapter_act: str = flag("gelu", "--tuner_type adapter: activation (gelu, relu, silu, tanh)")
-    reft_layers: list[int] = flag([], "--tuner_type reft: decoder layers to edit (default: all)")
-    reft_rank: int = flag(4, "--tuner_type reft: rank of the edited subspace")
-    reft_intervention_type: str = flag(
-        "LoreftIntervention", "--tuner_type reft: LoreftIntervention or NoreftIntervention"
+    lora_rank: int = flag(8, "LoRA rank r", **POSITIVE)
+    adapter_length: int = flag(128, "--tuner_type adapter: bottleneck width", **POSITIVE)
+    adapter_act: str = flag(
+        "gelu", "--tuner_type adapter: activation (gelu, relu, silu, tanh)", choices=("gelu", "relu", "silu", "tanh")
     )
-    lora_alpha: int = flag(32, "LoRA alpha")
-    lora_dropout: float = flag(0.05, "LoRA dropout")
+    reft_layers: list[int] = flag([], "--tuner_type reft: decoder layers to edit (default: all)", ge=0)
+    reft_rank: int = flag(4, "--tuner_type reft: rank of the edited subspace", **POSITIVE)
+    reft_intervention_type: str = flag(
+        "LoreftIntervention",
+        "--tuner_type reft: LoreftIntervention or NoreftIntervention",
+        choices=("LoreftIntervention", "NoreftIntervention"),
+    )
+    lora_alpha: int = flag(32, "LoRA alpha", **POSITIVE)
+    lora_dropout: float = flag(0.05, "LoRA dropout", **RATIO)
     lora_bias: str = flag("none", "LoRA bias: none, all, lora_only", choices=("none", "all", "lora_only"))
     target_modules: list[str] = flag(["all-linear"], "modules to adapt: all-linear, or names such as q_proj v_proj")
-    target_regex: str | None = flag(None, "regex over module names (overrides --target_modules)")
+    target_regex: str | None = flag(None, "regex over module names (overrides --target_modules)", kind="regex")
     modules_to_save: list[str] = flag([], "modules trained in full next to the adapter (e.g. embed_tokens lm_head)")
-    adapters: list[str] = flag([], "LoRA checkpoints to load (infer/export/deploy) or to continue from (training)")
+    adapters: list[str] = flag(
+        [], "LoRA checkpoints to load (infer/export/deploy) or to continue from (training)", kind="adapter"
+    )
     use_dora: bool = flag(False, "DoRA: weight-decomposed LoRA")
     use_rslora: bool = flag(False, "rank-stabilised LoRA scaling (alpha / sqrt(r))")
-    init_weights: str = flag("true", "LoRA init: true, false, gaussian, pissa, pissa_niter_N, olora")
-    lorap_lr_ratio: float | None = flag(None, "LoRA+: learning-rate ratio of B over A matrices (e.g. 16)")
-    adalora_target_r: int = flag(8, "AdaLoRA: average target rank")
-    adalora_init_r: int = flag(12, "AdaLoRA: initial rank")
-    vera_rank: int = flag(256, "VeRA rank")
-    boft_block_size: int = flag(4, "BOFT block size")
-    fourier_n_frequency: int = flag(2000, "FourierFT: learnable frequencies per layer")
-    fourier_scaling: float = flag(300.0, "FourierFT scaling")
-    llamapro_num_new_blocks: int = flag(4, "LLaMA-Pro: decoder blocks added (and trained)")
+    init_weights: str = flag(
+        "true", "LoRA init: true, false, gaussian, pissa, pissa_niter_N, olora", pattern=LORA_INITS
+    )
+    lorap_lr_ratio: float | None = flag(None, "LoRA+: learning-rate ratio of B over A matrices (e.g. 16)", gt=0)
+    adalora_target_r: int = flag(8, "AdaLoRA: average target rank", **POSITIVE)
+    adalora_init_r: int = flag(12, "AdaLoRA: initial rank", **POSITIVE)
+    vera_rank: int = flag(256, "VeRA rank", **POSITIVE)
+    boft_block_size: int = flag(4, "BOFT block size", **POSITIVE)
+    fourier_n_frequency: int = flag(2000, "FourierFT: learnable frequencies per layer", **POSITIVE)
+    fourier_scaling: float = flag(300.0, "FourierFT scaling", gt=0)
+    llamapro_num_new_blocks: int = flag(4, "LLaMA-Pro: decoder blocks added (and trained)", **POSITIVE)
     use_galore: bool = flag(False, "GaLore: low-rank gradient projection (full training)")
-    galore_rank: int = flag(128, "GaLore rank")
-    galore_update_proj_gap: int = flag(50, "GaLore: steps between projection updates")
-    galore_scale: float = flag(1.0, "GaLore scale")
-    lisa_activated_layers: int = flag(0, "LISA: decoder layers trained at a time (0: off; full training)")
-    lisa_step_interval: int = flag(20, "LISA: steps between re-sampling the active layers")
-    freeze_parameters_ratio: float = flag(0.0, "full training: freeze this fraction of parameters, from the bottom")
+    galore_rank: int = flag(128, "GaLore rank", **POSITIVE)
+    galore_update_proj_gap: int = flag(50, "GaLore: steps between projection updates", **POSITIVE)
+    galore_scale: float = flag(1.0, "GaLore scale", gt=0)
+    lisa_activated_layers: int = flag(0, "LISA: decoder layers trained at a time (0: off; full training)", ge=0)
+    lisa_step_interval: int = flag(20, "LISA: steps between re-sampling the active layers", **POSITIVE)
+    freeze_parameters_ratio: float = flag(
+        0.0, "full training: freeze this fraction of parameters, from the bottom", **PROB
+    )
     trainable_parameters: list[str] = flag([], "full training: name prefixes kept trainable despite freezing")
     quant_method: str | None = flag(None, "load quantised for QLoRA: bnb or quanto", choices=("bnb", "hqq", "quanto"))
-    quant_bits: int | None = flag(None, "4 or 8")
+    quant_bits: int | None = flag(None, "4 or 8", choices=(2, 4, 8))
     bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
     bnb_4bit_use_double_quant: bool = flag(True, "quantise the quantisation constants too")
-    bnb_4bit_compute_dtype: str | None = flag(None, "compute dtype (default: --torch_dtype)")
+    bnb_4bit_compute_dtype: str | None = flag(None, "compute dtype (default: --torch_dtype)", choices=DTYPES)
     use_liger_kernel: bool = flag(False, "Liger fused kernels (GPU only)")
     tuner_backend: str = flag("peft", "peft or unsloth (GPU only)", choices=("peft", "unsloth"))
 
 
 @dataclass
 class TrainArgs:
-    output_dir: str = flag("output", "where runs go; a vN-YYYYmmdd-HHMMSS folder is made inside")
+    output_dir: str = flag("output", "where runs go; a vN-YYYYmmdd-HHMMSS folder is made inside", kind="dir_out")
     add_version: bool = flag(True, "write into a new vN-YYYYmmdd-HHMMSS sub-folder of --output_dir")
-    num_train_epochs: float = flag(3.0, "epochs")
-    max_steps: int = flag(-1, "stop after this many optimizer steps (overrides epochs)")
-    per_device_train_batch_size: int = flag(1, "rows per training step on each device")
-    per_device_eval_batch_size: int = flag(1, "rows per evaluation step on each device")
-    learning_rate: float | None = flag(None, "peak learning rate (default: 1e-4 for LoRA, 1e-5 for full)")
+    num_train_epochs: float = flag(3.0, "epochs", gt=0)
+    max_steps: int = flag(-1, "stop after this many optimizer steps (overrides epochs)", ge=1, off=-1)
+    per_device_train_batch_size: int = flag(1, "rows per training step on each device", **POSITIVE)
+    per_device_eval_batch_size: int = flag(1, "rows per evaluation step on each device", **POSITIVE)
+    learning_rate: float | None = flag(None, "peak learning rate (default: 1e-4 for LoRA, 1e-5 for full)", gt=0)
     gradient_accumulation_steps: int | None = flag(
-        None, "micro-batches per optimizer step (default: total batch >= 16)"
+        None, "micro-batches per optimizer step (default: total batch >= 16)", **POSITIVE
     )
-    lr_scheduler_type: str = flag("cosine", "transformers scheduler name")
-    warmup_ratio: float = flag(0.0, "fraction of steps spent warming up (transformers: a float warmup_steps < 1)")
-    weight_decay: float = flag(0.1, "AdamW weight decay")
-    adam_beta2: float = flag(0.95, "AdamW beta2")
-    max_grad_norm: float = flag(1.0, "gradient clipping")
-    eval_steps: int | None = flag(None, "evaluate every N steps (default: --save_steps)")
-    save_steps: int = flag(500, "save a checkpoint every N steps")
-    save_total_limit: int | None = flag(None, "keep at most N checkpoints (oldest deleted)")
-    logging_steps: int = flag(5, "log every N steps")
-    seed: int = flag(42, "random seed")
+    lr_scheduler_type: str = flag("cosine", "transformers scheduler name", choices=LR_SCHEDULERS)
+    warmup_ratio: float = flag(
+        0.0, "fraction of steps spent warming up (transformers: a float warmup_steps < 1)", **RATIO
+    )
+    weight_decay: float = flag(0.1, "AdamW weight decay", ge=0)
+    adam_beta2: float = flag(0.95, "AdamW beta2", **RATIO)
+    max_grad_norm: float = flag(1.0, "gradient clipping", ge=0)
+    eval_steps: int | None = flag(None, "evaluate every N steps (default: --save_steps)", **POSITIVE)
+    save_steps: int = flag(500, "save a checkpoint every N steps", **POSITIVE)
+    save_total_limit: int | None = flag(None, "keep at most N checkpoints (oldest deleted)", **POSITIVE)
+    logging_steps: int = flag(5, "log every N steps", **POSITIVE)
+    seed: int = flag(42, "random seed", **SEED)
     gradient_checkpointing: bool | None = flag(None, "recompute activations (default: on for GPU, off on CPU)")
-    dataloader_num_workers: int = flag(0, "data loader worker processes")
-    report_to: list[str] = flag(["tensorboard"], "tensorboard, wandb, none (missing integrations are skipped)")
-    resume_from_checkpoint: str | None = flag(None, "checkpoint folder to resume from exactly")
+    dataloader_num_workers: int = flag(0, "data loader worker processes", ge=0)
+    report_to: list[str] = flag(
+        ["tensorboard"], "tensorboard, wandb, none (missing integrations are skipped)", choices=REPORTERS
+    )
+    resume_from_checkpoint: str | None = flag(None, "checkpoint folder to resume from exactly", kind="path")
     packing: bool = flag(False, "pack rows into --max_length sequences (attention stays per row)")
     padding_free: bool | None = flag(
         None,
@@ -171,18 +250,28 @@ class TrainArgs:
         "measured 1.15-1.19x faster on CPU)",
     )
     deepspeed: str | None = flag(
-        None, "ZeRO: zero0, zero1, zero2, zero3, zero2_offload, zero3_offload or a DeepSpeed config .json"
+        None,
+        "ZeRO: zero0, zero1, zero2, zero3, zero2_offload, zero3_offload or a DeepSpeed config .json",
+        kind="json_file",
+        presets=ZERO_PRESETS,
     )
-    fsdp: str | None = flag(None, "FSDP on GPUs: fsdp2 (full shard, one unit per decoder layer) or a config .json")
+    fsdp: str | None = flag(
+        None,
+        "FSDP on GPUs: fsdp2 (full shard, one unit per decoder layer) or a config .json",
+        kind="json_file",
+        presets=("fsdp2",),
+    )
 
 
 @dataclass
 class GenerationArgs:
-    max_new_tokens: int | None = flag(None, "tokens to generate per answer (default 512 interactive, 2048 batch)")
-    temperature: float | None = flag(None, "sampling temperature; 0 is greedy (default: generation_config.json)")
-    top_p: float | None = flag(None, "nucleus sampling")
-    top_k: int | None = flag(None, "top-k sampling")
-    repetition_penalty: float | None = flag(None, "penalty for repeated tokens")
+    max_new_tokens: int | None = flag(
+        None, "tokens to generate per answer (default 512 interactive, 2048 batch)", **POSITIVE
+    )
+    temperature: float | None = flag(None, "sampling temperature; 0 is greedy (default: generation_config.json)", ge=0)
+    top_p: float | None = flag(None, "nucleus sampling", gt=0, le=1)
+    top_k: int | None = flag(None, "top-k sampling", ge=0)
+    repetition_penalty: float | None = flag(None, "penalty for repeated tokens", gt=0)
     stop_words: list[str] = flag([], "extra strings that end an answer")
     stream: bool | None = flag(None, "print tokens as they come (default: true interactive, false batch)")
 
@@ -194,8 +283,10 @@ class InferArgs:
         "pt/transformers (PyTorch), vllm, sglang, lmdeploy",
         choices=("pt", "transformers", "vllm", "sglang", "lmdeploy"),
     )
-    max_batch_size: int = flag(1, "rows per forward pass in batch mode (-1: all at once)")
-    result_path: str | None = flag(None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)")
+    max_batch_size: int = flag(1, "rows per forward pass in batch mode (-1: all at once)", ge=1, off=-1)
+    result_path: str | None = flag(
+        None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)", kind="file_out"
+    )
     metric: str | None = flag(None, "score batch answers against the labels: acc or rouge", choices=("acc", "rouge"))
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     load_data_args: bool = flag(False, "run on the training run's validation data (from args.json)")
@@ -205,8 +296,10 @@ class InferArgs:
 @dataclass
 class ExportArgs:
     merge_lora: bool = flag(False, "merge --adapters into the base model")
-    output_dir: str | None = flag(None, "where to write (default: <ckpt>-merged)")
-    max_shard_size: str = flag("5GB", "largest safetensors shard")
+    output_dir: str | None = flag(None, "where to write (default: <ckpt>-merged)", kind="dir_out")
+    max_shard_size: str = flag(
+        "5GB", "largest safetensors shard", pattern=(r"(?i)\d+[kmg]i?b", "a size such as 5GB or 500MiB")
+    )
     exist_ok: bool = flag(False, "write into an existing --output_dir")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     push_to_hub: bool = flag(False, "upload the result to the hub")
@@ -218,10 +311,10 @@ class ExportArgs:
 @dataclass
 class DeployArgs:
     host: str = flag("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
-    port: int = flag(8000, "port; a busy port is an error")
+    port: int = flag(8000, "port; a busy port is an error", **PORT)
     api_key: str | None = flag(None, "require 'Authorization: Bearer KEY' on every route but /health")
     served_model_name: str | None = flag(None, "name of the base model in /v1/models (default: its folder name)")
-    max_batch_size: int = flag(16, "requests batched into one forward pass")
+    max_batch_size: int = flag(16, "requests batched into one forward pass", **POSITIVE)
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -229,7 +322,7 @@ class DeployArgs:
 @dataclass
 class AppArgs:
     server_name: str = flag("127.0.0.1", "address of the chat page (0.0.0.0 for every interface)")
-    server_port: int = flag(7860, "port of the chat page")
+    server_port: int = flag(7860, "port of the chat page", **PORT)
     share: bool = flag(False, "ask Gradio for a public share link (needs internet)")
     studio_title: str | None = flag(None, "page title")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
@@ -241,33 +334,43 @@ class RLHFArgs:
     rlhf_type: str = flag(
         "dpo", "alignment method", choices=("dpo", "kto", "cpo", "simpo", "orpo", "rm", "ppo", "grpo", "gkd")
     )
-    beta: float | None = flag(None, "KL/temperature strength (default: simpo 2.0, grpo 0.04, gkd 0.5, others 0.1)")
+    beta: float | None = flag(
+        None, "KL/temperature strength (default: simpo 2.0, grpo 0.04, gkd 0.5, others 0.1)", ge=0
+    )
     ref_model: str | None = flag(None, "reference model (default: the policy's own base weights)")
-    ref_adapters: list[str] = flag([], "LoRA applied to the reference model (e.g. the SFT adapter you start from)")
+    ref_adapters: list[str] = flag(
+        [], "LoRA applied to the reference model (e.g. the SFT adapter you start from)", kind="adapter"
+    )
     loss_type: str | None = flag(None, "the trainer's loss variant (trl names, e.g. sigmoid, ipo, hinge)")
-    label_smoothing: float = flag(0.0, "DPO/CPO label smoothing")
-    rpo_alpha: float | None = flag(None, "DPO: weight of an added NLL term on the chosen answer")
-    cpo_alpha: float = flag(1.0, "CPO: weight of the NLL term (SimPO uses 0)")
-    simpo_gamma: float = flag(1.0, "SimPO target reward margin")
-    desirable_weight: float = flag(1.0, "KTO weight of desirable rows")
-    undesirable_weight: float = flag(1.0, "KTO weight of undesirable rows")
-    center_rewards_coefficient: float | None = flag(None, "RM: push rewards towards zero mean")
-    max_completion_length: int = flag(512, "tokens sampled per completion (GRPO/PPO/GKD)")
-    temperature: float = flag(0.9, "sampling temperature for GRPO/PPO/GKD rollouts")
-    num_generations: int = flag(8, "GRPO completions per prompt")
-    reward_funcs: list[str] = flag([], "GRPO rewards: accuracy, format, cosine, repetition, soft_overlong, or plug-ins")
+    label_smoothing: float = flag(0.0, "DPO/CPO label smoothing", ge=0, le=0.5)
+    rpo_alpha: float | None = flag(None, "DPO: weight of an added NLL term on the chosen answer", ge=0)
+    cpo_alpha: float = flag(1.0, "CPO: weight of the NLL term (SimPO uses 0)", ge=0)
+    simpo_gamma: float = flag(1.0, "SimPO target reward margin", ge=0)
+    desirable_weight: float = flag(1.0, "KTO weight of desirable rows", gt=0)
+    undesirable_weight: float = flag(1.0, "KTO weight of undesirable rows", gt=0)
+    center_rewards_coefficient: float | None = flag(None, "RM: push rewards towards zero mean", ge=0)
+    max_completion_length: int = flag(512, "tokens sampled per completion (GRPO/PPO/GKD)", **POSITIVE)
+    temperature: float = flag(0.9, "sampling temperature for GRPO/PPO/GKD rollouts", gt=0)
+    num_generations: int = flag(8, "GRPO completions per prompt", ge=2)
+    reward_funcs: list[str] = flag(
+        [], "GRPO rewards: accuracy, format, cosine, repetition, soft_overlong, or plug-ins", kind="reward"
+    )
     reward_weights: list[float] = flag([], "weights of --reward_funcs (default: all 1)")
     reward_model: str | None = flag(None, "PPO: a sequence-classification reward model (e.g. an rm checkpoint)")
     teacher_model: str | None = flag(None, "GKD: the teacher model")
-    lmbda: float = flag(0.5, "GKD: fraction of on-policy (student-generated) batches")
+    lmbda: float = flag(0.5, "GKD: fraction of on-policy (student-generated) batches", **PROB)
     use_vllm: bool = flag(False, "GRPO rollouts with vLLM (GPU only)")
     log_completions: bool = flag(False, "GRPO/PPO: write sampled completions and rewards to completions.jsonl")
-    num_ppo_epochs: int = flag(4, "PPO: optimisation epochs per rollout batch")
-    kl_coef: float = flag(0.05, "PPO: KL penalty to the reference in the reward")
-    cliprange: float = flag(0.2, "PPO: policy ratio clip")
-    cliprange_value: float = flag(0.2, "PPO: value clip")
-    vf_coef: float = flag(0.1, "PPO: value loss weight")
-    gamma: float = flag(1.0, "PPO: discount")
-    lam: float = flag(0.95, "PPO: GAE lambda")
-    soft_max_length: int | None = flag(None, "soft_overlong reward: length where the penalty reaches its maximum")
-    soft_cache_length: int | None = flag(None, "soft_overlong reward: tokens before soft_max_length where it starts")
+    num_ppo_epochs: int = flag(4, "PPO: optimisation epochs per rollout batch", **POSITIVE)
+    kl_coef: float = flag(0.05, "PPO: KL penalty to the reference in the reward", ge=0)
+    cliprange: float = flag(0.2, "PPO: policy ratio clip", gt=0)
+    cliprange_value: float = flag(0.2, "PPO: value clip", gt=0)
+    vf_coef: float = flag(0.1, "PPO: value loss weight", ge=0)
+    gamma: float = flag(1.0, "PPO: discount", **PROB)
+    lam: float = flag(0.95, "PPO: GAE lambda", **PROB)
+    soft_max_length: int | None = flag(
+        None, "soft_overlong reward: length where the penalty reaches its maximum", **POSITIVE
+    )
+    soft_cache_length: int | None = flag(
+        None, "soft_overlong reward: tokens before soft_max_length where it starts", **POSITIVE
+    )

@@ -12,6 +12,7 @@ import difflib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class FlagSpec:
     default: Any
     help: str
     choices: tuple | None
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the field's checks (groups.flag)
 
 
 class Args:
@@ -40,6 +42,11 @@ class Args:
         self.__dict__.update(groups)
         self._groups = groups
         self.explicit = explicit
+
+    @property
+    def groups(self) -> dict[str, Any]:
+        """Group name -> parsed group dataclass."""
+        return dict(self._groups)
 
     def to_dict(self) -> dict[str, Any]:
         """Every resolved flag, flat, as args.json stores it."""
@@ -68,15 +75,21 @@ def flag_specs(groups: dict[str, type]) -> dict[str, FlagSpec]:
         for f in dataclasses.fields(cls):
             kind, is_list = _unwrap(hints[f.name])
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            spec = FlagSpec(
-                f.name, gname, kind, is_list, default, f.metadata.get("help", ""), f.metadata.get("choices")
-            )
+            meta = f.metadata
+            spec = FlagSpec(f.name, gname, kind, is_list, default, meta.get("help", ""), meta.get("choices"), meta)
             for name in (f.name, *f.metadata.get("aliases", ())):
                 specs[name] = spec
     return specs
 
 
 def _convert(spec: FlagSpec, raw: str) -> Any:
+    value = _typed(spec, raw)
+    if spec.choices and value not in spec.choices:
+        raise UserError(f"--{spec.name}: {raw!r} is not one of {', '.join(map(str, spec.choices))}")
+    return value
+
+
+def _typed(spec: FlagSpec, raw: str) -> Any:
     if spec.kind is bool:
         low = raw.lower()
         if low in _TRUE:
@@ -89,8 +102,6 @@ def _convert(spec: FlagSpec, raw: str) -> Any:
             return spec.kind(raw)
         except ValueError:
             raise UserError(f"--{spec.name}: expected {'an integer' if spec.kind is int else 'a number'}, got {raw!r}")
-    if spec.choices and raw not in spec.choices:
-        raise UserError(f"--{spec.name}: {raw!r} is not one of {', '.join(spec.choices)}")
     return raw
 
 
@@ -177,6 +188,23 @@ def format_help(command: str, summary: str, groups: dict[str, type]) -> str:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             shape = f"{kind.__name__.upper()}{' ...' if is_list else ''}"
             aliases = "".join(f", --{a}" for a in f.metadata.get("aliases", ()))
-            lines.append(f"  --{f.name}{aliases} {shape}  {f.metadata.get('help', '')} [default: {default}]")
+            limits = describe_range(f.metadata)
+            limits = f"; {limits}" if limits else ""
+            lines.append(f"  --{f.name}{aliases} {shape}  {f.metadata.get('help', '')} [default: {default}{limits}]")
         lines.append("")
     return "\n".join(lines)
+
+
+def describe_range(meta: Mapping[str, Any]) -> str:
+    """'>= 1', 'in [0, 1)', '' for no bounds; with the exempt sentinel: '>= 1 or -1'."""
+    lo = ("[", meta["ge"]) if "ge" in meta else ("(", meta["gt"]) if "gt" in meta else None
+    hi = ("]", meta["le"]) if "le" in meta else (")", meta["lt"]) if "lt" in meta else None
+    if lo and hi:
+        text = f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    elif lo:
+        text = f"{'>=' if lo[0] == '[' else '>'} {lo[1]}"
+    elif hi:
+        text = f"{'<=' if hi[0] == ']' else '<'} {hi[1]}"
+    else:
+        return ""
+    return f"{text} or {meta['off']}" if "off" in meta else text

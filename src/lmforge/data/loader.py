@@ -33,6 +33,7 @@ class Loaded:
     total: int | None
     n_dropped: int = 0
     reasons: list[str] = field(default_factory=list)
+    source: str = ""  # the file (or hub id) its rows came from, as each row's `_src` names it
 
 
 def _quiet_datasets() -> None:
@@ -272,7 +273,7 @@ def convert(
         )
     out = raw.map(fn, **kwargs)
     if streaming:
-        return Loaded(name, fmt, out.filter(lambda r: not r["error"]), None)
+        return Loaded(name, fmt, out.filter(lambda r: not r["error"]), None, source=source)
     errors = out.filter(lambda e: bool(e), input_columns="error")
     reasons = [
         f"{location(source, r['idx'])}: {r['error']}" for r in errors.select(range(min(MAX_REASONS, len(errors))))
@@ -282,7 +283,7 @@ def convert(
     good = out.filter(lambda e: not e, input_columns="error") if len(errors) else out
     if fmt == "unknown" and len(good):
         fmt = _format_of_first(raw, rename)
-    return Loaded(name, fmt, good.select_columns(["row"]), len(out), len(errors), reasons)
+    return Loaded(name, fmt, good.select_columns(["row"]), len(out), len(errors), reasons, source)
 
 
 def _format_of_first(raw: Any, rename: dict[str, str]) -> str:

@@ -1,0 +1,173 @@
+"""Relations between flags, as a table of named rules checked right after parsing (torch-free, nothing loaded).
+
+A rule is a small function that raises a one-line UserError; `RULES` says which commands (and flag groups) it
+applies to. Single-flag checks (ranges, kinds) live on the fields instead (`groups.flag`, `validate.py`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.args.parser import Args
+from lmforge.errors import UserError
+
+TRAINING = ("sft", "pt", "rlhf")
+PEFT_FREE = ("full", "llamapro", "adapter", "reft")  # tuners that do not load --adapters
+QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8)}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`check` runs for `commands` (None: any command) whose groups include every one of `needs`."""
+
+    name: str
+    needs: tuple[str, ...]
+    commands: tuple[str, ...] | None
+    check: Callable[[Args], None]
+
+
+def _dataset_given(a: Args) -> None:
+    if not a.data.dataset:
+        raise UserError("no --dataset given", hint="e.g. --dataset data.jsonl or --dataset self-cognition#100")
+
+
+def _streaming_needs_max_steps(a: Args) -> None:
+    if a.data.streaming and a.train.max_steps <= 0:
+        raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
+
+
+def _packing_not_streaming(a: Args) -> None:
+    if a.train.packing and a.data.streaming:
+        raise UserError("--packing with --streaming is not supported yet", hint="use --padding_free true")
+
+
+def _split_not_streaming(a: Args) -> None:
+    if a.data.streaming and a.data.split_dataset_ratio > 0 and not a.data.val_dataset:
+        raise UserError("--split_dataset_ratio needs a map-style dataset", hint="use --val_dataset with --streaming")
+
+
+def _quant_bits_fit_method(a: Args) -> None:
+    t = a.tuner
+    if t.quant_method is None:
+        if t.quant_bits:
+            raise UserError("--quant_bits without --quant_method", hint="add --quant_method bnb")
+        return
+    if t.quant_method == "hqq":  # transformers 5.24 refuses HqqConfig ("not available yet"), measured
+        raise UserError(
+            "--quant_method hqq: transformers cannot load HQQ models in this version",
+            hint="use --quant_method quanto --quant_bits 4|8 or --quant_method bnb",
+        )
+    bits = QUANT_BITS[t.quant_method]
+    if t.quant_bits not in bits:
+        raise UserError(f"--quant_method {t.quant_method} needs --quant_bits {' or '.join(map(str, bits))}")
+
+
+def _loraplus_is_lora(a: Args) -> None:
+    if a.tuner.lorap_lr_ratio is not None and a.tuner.tuner_type != "lora":
+        raise UserError("--lorap_lr_ratio is a LoRA option", hint="use it with --tuner_type lora")
+
+
+def _lisa_is_full(a: Args) -> None:
+    if a.tuner.lisa_activated_layers and a.tuner.tuner_type != "full":
+        raise UserError("LISA (--lisa_activated_layers) trains whole layers", hint="use it with --tuner_type full")
+
+
+def _adapters_need_peft(a: Args) -> None:
+    t = a.tuner
+    if t.adapters and t.tuner_type in PEFT_FREE:
+        hint = "merge first: lmforge export" if t.tuner_type in ("full", "llamapro") else "train new ones"
+        raise UserError(f"--adapters with --tuner_type {t.tuner_type}", hint=hint)
+
+
+def _adalora_ranks(a: Args) -> None:
+    t = a.tuner
+    if t.tuner_type == "adalora" and t.adalora_target_r > t.adalora_init_r:
+        raise UserError(
+            f"--adalora_target_r {t.adalora_target_r} exceeds --adalora_init_r {t.adalora_init_r}",
+            hint="AdaLoRA starts at init_r and prunes down to target_r",
+        )
+
+
+def _deepspeed_or_fsdp(a: Args) -> None:
+    if a.train.deepspeed and a.train.fsdp:
+        raise UserError("--deepspeed and --fsdp are mutually exclusive", hint="pick one way to shard")
+
+
+def _reward_weights_match(a: Args) -> None:
+    r = a.rlhf
+    if r.reward_weights and len(r.reward_weights) != len(r.reward_funcs):
+        raise UserError(f"--reward_weights has {len(r.reward_weights)} values for {len(r.reward_funcs)} --reward_funcs")
+
+
+def _rlhf_needs(a: Args) -> None:
+    r = a.rlhf
+    if r.rlhf_type == "gkd" and not r.teacher_model:
+        raise UserError("--rlhf_type gkd needs --teacher_model", hint="a larger model of the same tokenizer")
+    if r.rlhf_type == "grpo" and not r.reward_funcs:
+        raise UserError("GRPO needs --reward_funcs", hint="e.g. --reward_funcs accuracy format")
+    if r.rlhf_type == "ppo" and not r.reward_model and not r.reward_funcs:
+        raise UserError("PPO needs --reward_model (an rm checkpoint) or --reward_funcs")
+    if r.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise UserError("--use_vllm needs the vllm package and a CUDA GPU", hint="drop it: rollouts use PyTorch")
+
+
+def _rlhf_tuner(a: Args) -> None:
+    kind, tuner = a.rlhf.rlhf_type, a.tuner.tuner_type
+    if kind == "ppo" and tuner != "lora":
+        raise UserError("PPO here trains LoRA policies (the frozen base is the reference)", hint="--tuner_type lora")
+    if tuner in ("llamapro", "adapter", "reft"):
+        raise UserError(f"--tuner_type {tuner} is not supported by rlhf", hint="use lora or full")
+
+
+def _soft_overlong_lengths(a: Args) -> None:
+    r = a.rlhf
+    longest = r.soft_max_length or r.max_completion_length
+    if r.soft_cache_length is not None and r.soft_cache_length >= longest:
+        raise UserError(
+            f"--soft_cache_length {r.soft_cache_length} must be below the soft maximum length {longest}",
+            hint="the penalty ramps up over the last soft_cache_length tokens before --soft_max_length",
+        )
+
+
+def _export_job(a: Args) -> None:
+    e, adapters = a.export, a.tuner.adapters
+    if not adapters:
+        raise UserError(
+            "export needs --adapters CKPT", hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true"
+        )
+    if not e.merge_lora:
+        raise UserError("nothing to export: pass --merge_lora true")
+    if e.push_to_hub and not e.hub_model_id:
+        raise UserError("--push_to_hub needs --hub_model_id")
+    out = Path(e.output_dir) if e.output_dir else Path(adapters[0].rstrip("/") + "-merged")
+    if out.exists() and not e.exist_ok:
+        raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("dataset_given", ("data",), (*TRAINING, "check"), _dataset_given),
+    Rule("streaming_needs_max_steps", ("data", "train"), TRAINING, _streaming_needs_max_steps),
+    Rule("packing_not_streaming", ("data", "train"), TRAINING, _packing_not_streaming),
+    Rule("split_not_streaming", ("data",), None, _split_not_streaming),
+    Rule("quant_bits_fit_method", ("tuner",), None, _quant_bits_fit_method),
+    Rule("loraplus_is_lora", ("tuner",), TRAINING, _loraplus_is_lora),
+    Rule("lisa_is_full", ("tuner",), TRAINING, _lisa_is_full),
+    Rule("adapters_need_peft", ("tuner",), TRAINING, _adapters_need_peft),
+    Rule("adalora_ranks", ("tuner",), TRAINING, _adalora_ranks),
+    Rule("deepspeed_or_fsdp", ("train",), TRAINING, _deepspeed_or_fsdp),
+    Rule("reward_weights_match", ("rlhf",), ("rlhf",), _reward_weights_match),
+    Rule("rlhf_needs", ("rlhf",), ("rlhf",), _rlhf_needs),
+    Rule("rlhf_tuner", ("rlhf", "tuner"), ("rlhf",), _rlhf_tuner),
+    Rule("soft_overlong_lengths", ("rlhf",), ("rlhf",), _soft_overlong_lengths),
+    Rule("export_job", ("export", "tuner"), ("export",), _export_job),
+)
+
+
+def check_rules(command: str, args: Args) -> None:
+    """Run every rule that applies to `command`, in table order (the first broken one is reported)."""
+    for rule in RULES:
+        if (rule.commands is None or command in rule.commands) and all(g in args.groups for g in rule.needs):
+            rule.check(args)

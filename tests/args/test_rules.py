@@ -1,0 +1,61 @@
+"""The relation rules (args/rules.py): each one, by name, refuses its case in one line before anything loads;
+every rule in the table has a case here."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge import cli
+from lmforge.args.rules import RULES
+
+SC = ["--dataset", "self-cognition#2"]
+CASES = {
+    "dataset_given": (["sft"], "no --dataset given"),
+    "streaming_needs_max_steps": (["sft", *SC, "--streaming"], "--streaming true needs --max_steps"),
+    "packing_not_streaming": (["pt", *SC, "--streaming", "--max_steps", "5", "--packing"], "--packing with"),
+    "split_not_streaming": (["sft", *SC, "--streaming", "--max_steps", "5", "--split_dataset_ratio", "0.1"], "map"),
+    "quant_bits_fit_method": (["sft", *SC, "--quant_bits", "4"], "--quant_bits without --quant_method"),
+    "loraplus_is_lora": (["sft", *SC, "--tuner_type", "full", "--lorap_lr_ratio", "16"], "is a LoRA option"),
+    "lisa_is_full": (["sft", *SC, "--lisa_activated_layers", "2"], "use it with --tuner_type full"),
+    "adapters_need_peft": (["sft", *SC, "--tuner_type", "full", "--adapters", "."], "--adapters with --tuner_type"),
+    "adalora_ranks": (["sft", *SC, "--tuner_type", "adalora", "--adalora_target_r", "16"], "exceeds"),
+    "deepspeed_or_fsdp": (["sft", *SC, "--deepspeed", "zero2", "--fsdp", "fsdp2"], "mutually exclusive"),
+    "reward_weights_match": (
+        ["rlhf", *SC, "--rlhf_type", "grpo", "--reward_funcs", "format", "--reward_weights", "1", "2"],
+        "--reward_weights has 2 values for 1 --reward_funcs",
+    ),
+    "rlhf_needs": (["rlhf", *SC, "--rlhf_type", "gkd"], "needs --teacher_model"),
+    "rlhf_tuner": (["rlhf", *SC, "--tuner_type", "llamapro"], "not supported by rlhf"),
+    "soft_overlong_lengths": (
+        ["rlhf", *SC, "--rlhf_type", "grpo", "--reward_funcs", "soft_overlong", "--soft_cache_length", "600"],
+        "must be below the soft maximum length 512",
+    ),
+    "export_job": (["export", "--adapters", ".", "--merge_lora", "--push_to_hub"], "needs --hub_model_id"),
+}
+MORE = [
+    (["sft", *SC, "--quant_method", "bnb", "--quant_bits", "2"], "--quant_method bnb needs --quant_bits 4 or 8"),
+    (["sft", *SC, "--quant_method", "hqq"], "cannot load HQQ"),
+    (["rlhf", *SC, "--rlhf_type", "grpo"], "GRPO needs --reward_funcs"),
+    (["rlhf", *SC, "--rlhf_type", "ppo"], "needs --reward_model"),
+    (["rlhf", *SC, "--rlhf_type", "ppo", "--reward_funcs", "format", "--tuner_type", "full"], "LoRA policies"),
+    (["export", "--merge_lora"], "export needs --adapters"),
+    (["export", "--adapters", "."], "nothing to export"),
+    (["export", "--adapters", ".", "--merge_lora", "--output_dir", "."], "already exists"),
+]
+
+
+def test_every_rule_has_a_case():
+    assert {r.name for r in RULES} == set(CASES)
+
+
+@pytest.mark.parametrize("argv,needle", [*CASES.values(), *MORE], ids=[*CASES, *(m[0][0] for m in MORE)])
+def test_rule_refuses_in_one_line(argv, needle, no_command_runs, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lmforge {argv[0]}: error: ") and needle in err, err
+
+
+def test_rules_pass_a_sound_command(no_command_runs):
+    argv = ["sft", *SC, "--streaming", "--max_steps", "5", "--tuner_type", "full", "--lisa_activated_layers", "2"]
+    with pytest.raises(AssertionError, match="validation let the command through"):
+        cli.main(argv)
