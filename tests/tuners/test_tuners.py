@@ -187,8 +187,8 @@ def test_galore_full_training(tmp_path, tiny_llama):
         (["--tuner_type", "reft", "--reft_layers", "7"], "--reft_layers [7]: the model has 2 layers"),
         (["--quant_bits", "4"], "--quant_bits without --quant_method"),
         (["--quant_method", "hqq", "--quant_bits", "4"], "transformers cannot load HQQ models"),
-        (["--lora_dropout", "1"], "--lora_dropout must be in [0, 1), got 1.0"),
-        (["--lora_dropout", "-0.1"], "--lora_dropout must be in [0, 1), got -0.1"),
+        (["--lora_dropout", "1"], "--lora_dropout 1.0: must be in [0, 1)"),
+        (["--lora_dropout", "-0.1"], "--lora_dropout -0.1: must be in [0, 1)"),
     ],
 )
 def test_gpu_only_and_unavailable_paths_fail_clearly(tmp_path, tiny_llama, capsys, flag, needle):

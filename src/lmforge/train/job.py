@@ -84,12 +84,13 @@ def prepare(args: Args, method: Method) -> Job:
     from lmforge.train.output import make_run_dir
     from lmforge.train.precision import training_precision
     from lmforge.tuners.table import check_tuner_flags, get_tuner
+    from lmforge.tuners.targets import check_target_modules
 
     t = args.train
     check_flags(args, method)
     tuner = get_tuner(args.tuner.tuner_type)
     on_gpu = torch.cuda.is_available()
-    check_tuner_flags(args.tuner, tuner, on_gpu)
+    check_tuner_flags(args.tuner, on_gpu)
     resume = check_resume(t.resume_from_checkpoint)
     deepspeed_config(t.deepspeed, on_gpu)  # flag errors before anything is loaded
     fsdp_kwargs(t.fsdp, on_gpu)
@@ -98,6 +99,7 @@ def prepare(args: Args, method: Method) -> Job:
     if method.loss_scale and "loss_scale" not in args.explicit:
         template_flags = dataclasses.replace(args.template, loss_scale=method.loss_scale)
     setup = setup_tokenizer(args.model, template_flags)
+    check_target_modules(setup.model_dir, args.tuner, args.model.trust_remote_code)  # on the config, no weights
     data = load_data(args.data, use_hf=args.model.use_hf)
     refuse_if_mostly_dropped(data.parts)
     for p in data.parts:
@@ -111,7 +113,7 @@ def prepare(args: Args, method: Method) -> Job:
         task=get_task(method.task),
         setup=setup,
         data=data,
-        precision=training_precision(args.model.torch_dtype, tuner.trains_weights),
+        precision=training_precision(args.model.torch_dtype or method.default_torch_dtype, tuner.trains_weights),
         learning_rate=t.learning_rate if t.learning_rate is not None else tuner.default_lr,
         grad_accum=t.gradient_accumulation_steps or max(1, -(-16 // (t.per_device_train_batch_size * world))),
         gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing is not None else on_gpu,

@@ -30,6 +30,7 @@ class Method:
     loss_scale: str | None = None  # default --loss_scale for this method (pt trains every token)
     unsupported: frozenset[str] = frozenset()
     check: Callable[[Args], None] | None = None
+    default_torch_dtype: str | None = None  # when --torch_dtype is not given (None: the precision policy)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # per-method data its build reads
 
     @property

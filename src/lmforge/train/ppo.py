@@ -24,7 +24,6 @@ from lmforge.train import rows
 from lmforge.train.methods import OWN_TRAINER_ONLY, register_method, rlhf_flags
 
 if TYPE_CHECKING:
-    from lmforge.args.parser import Args
     from lmforge.train.job import Job
 
 STATE = "ppo_state.pt"  # optimizer, scheduler and RNG states: what an exact resume needs besides the weights
@@ -264,16 +263,6 @@ class PPO:
                 draw_plots(self.run_dir)
 
 
-def _check(args: Args) -> None:
-    r = args.rlhf
-    if args.tuner.tuner_type != "lora":
-        raise UserError("PPO here trains LoRA policies (the frozen base is the reference)", hint="--tuner_type lora")
-    if not r.reward_model and not r.reward_funcs:
-        raise UserError("PPO needs --reward_model (an rm checkpoint) or --reward_funcs")
-    if r.reward_weights and len(r.reward_weights) != len(r.reward_funcs):
-        raise UserError(f"--reward_weights has {len(r.reward_weights)} values for {len(r.reward_funcs)} --reward_funcs")
-
-
 _USES = {"max_completion_length", "temperature", "reward_funcs", "reward_weights", "reward_model", "log_completions"}
 _USES |= {"num_ppo_epochs", "kl_coef", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam"}
 _USES |= {"soft_max_length", "soft_cache_length"}
@@ -283,9 +272,7 @@ _LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "report_to", "datalo
 _LOOP_LACKS |= {"lorap_lr_ratio", "use_galore", "lisa_activated_layers"}
 
 
-@register_method(
-    "ppo", stage="rlhf", check=_check, unsupported=frozenset((rlhf_flags() - _USES) | OWN_TRAINER_ONLY | _LOOP_LACKS)
-)
+@register_method("ppo", stage="rlhf", unsupported=frozenset((rlhf_flags() - _USES) | OWN_TRAINER_ONLY | _LOOP_LACKS))
 def build(job: Job) -> PPO:
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy

@@ -9,16 +9,7 @@ from lmforge.errors import UserError
 from lmforge.train.methods import register_method
 
 if TYPE_CHECKING:
-    from lmforge.args.parser import Args
     from lmforge.train.job import Job
-
-
-def _check(args: Args) -> None:
-    t, d = args.train, args.data
-    if d.streaming and t.max_steps <= 0:
-        raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
-    if d.streaming and t.packing:
-        raise UserError("--packing with --streaming is not supported yet", hint="use --padding_free true")
 
 
 def encode(job: Job) -> tuple[Any, Any]:
@@ -42,8 +33,8 @@ def encode(job: Job) -> tuple[Any, Any]:
     return train, val
 
 
-@register_method("sft", stage="sft", check=_check)
-@register_method("pt", stage="pt", loss_scale="all", check=_check)
+@register_method("sft", stage="sft")
+@register_method("pt", stage="pt", loss_scale="all")
 def build(job: Job) -> Any:
     import transformers
 

@@ -95,12 +95,9 @@ def _wrap_peft(model: Any, tuner: Tuner, flags: TunerArgs, task: Task, gradient_
         )
 
 
-def check_tuner_flags(flags: TunerArgs, tuner: Tuner, on_gpu: bool) -> None:
-    """Tuner flag combinations that cannot work fail here, in one line, before the model loads."""
-    if flags.lorap_lr_ratio is not None and tuner.name != "lora":
-        raise UserError("--lorap_lr_ratio is a LoRA option", hint="use it with --tuner_type lora")
-    if flags.lisa_activated_layers and tuner.name != "full":
-        raise UserError("LISA trains whole layers", hint="use it with --tuner_type full")
+def check_tuner_flags(flags: TunerArgs, on_gpu: bool) -> None:
+    """GPU-only tuner flags fail here, in one line, before the model loads (the flag rules in args/rules.py,
+    checked right after parsing, cannot ask torch whether a GPU is there)."""
     if on_gpu:
         return
     if flags.use_liger_kernel:
