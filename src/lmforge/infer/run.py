@@ -139,7 +139,8 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
     generated = sum(r.completion_tokens for r in results)
     print(
         f"[lmforge] generated {generated} tokens for {len(results)} prompts in {seconds:.2f} s: "
-        f"{generated / max(seconds, 1e-9):.1f} tokens/s (--max_batch_size {args.infer.max_batch_size})"
+        f"{generated / max(seconds, 1e-9):.1f} tokens/s (--max_batch_size {args.infer.max_batch_size}, "
+        f"on {engine.capabilities.device})"
     )
     path = _result_path(args, resolved)
     path.parent.mkdir(parents=True, exist_ok=True)
