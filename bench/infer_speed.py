@@ -15,30 +15,25 @@ PROMPTS = [f"Write two sentences about the number {i}." for i in range(16)]
 def main() -> None:
     import torch
 
-    from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.engine import PtEngine, SamplingConfig
-    from lmforge.infer.generate import load_for_inference
-    from lmforge.models.setup import setup_tokenizer
+    from lmforge.infer.engine import SamplingConfig, load_engine
 
-    setup = setup_tokenizer(ModelArgs(), TemplateArgs())
-    convs = [[{"role": "user", "content": p}] for p in PROMPTS]
     cfg = SamplingConfig(max_new_tokens=64)
     for dtype in (torch.float32, torch.bfloat16):
-        model = load_for_inference(setup.model_dir, [], dtype=dtype)
-        print(f"dtype {str(dtype).replace('torch.', '')}:")
+        engine = load_engine(None, dtype=dtype)
+        prompts = [engine.frontend.prompt_ids([{"role": "user", "content": p}]) for p in PROMPTS]
+        print(f"dtype {str(dtype).replace('torch.', '')} on {engine.capabilities.device}:")
         for bs in (1, 4, 16):
-            engine = PtEngine(model, setup.template, max_batch_size=bs)
-            engine.generate(convs[:1], SamplingConfig(max_new_tokens=4))  # warm-up
+            engine.max_batch_size = bs
+            engine.generate(prompts[:1], SamplingConfig(max_new_tokens=4))  # warm-up
             t0 = time.perf_counter()
-            out = engine.generate(convs, cfg)
+            out = engine.generate(prompts, cfg)
             dt = time.perf_counter() - t0
             tokens = sum(c.completion_tokens for c in out)
             print(f"  --max_batch_size {bs:>2}: {tokens / dt:6.1f} generated tokens/s ({tokens} tokens, {dt:.1f} s)")
-        engine = PtEngine(model, setup.template)
         ttft = []
-        for conv in convs[:4]:
+        for prompt in prompts[:4]:
             t0 = time.perf_counter()
-            next(iter(engine.stream(conv, SamplingConfig(max_new_tokens=8))))
+            next(iter(engine.stream(prompt, SamplingConfig(max_new_tokens=8))))
             ttft.append(time.perf_counter() - t0)
         print(f"  streaming time to first token: {1000 * statistics.median(ttft):.0f} ms (median of 4)")
 

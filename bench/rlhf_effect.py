@@ -28,11 +28,11 @@ def margins(model_dir: Path, adapters: list[str], rows: list[dict]) -> list[floa
     import torch
 
     from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.generate import load_for_inference
+    from lmforge.infer.loading import load_for_inference
     from lmforge.models.setup import setup_tokenizer
 
     setup = setup_tokenizer(ModelArgs(model=str(model_dir)), TemplateArgs())
-    model = load_for_inference(model_dir, adapters, torch.float32)
+    model = load_for_inference(model_dir, tuple(adapters), dtype=torch.float32)
     out = []
     for row in rows:
         prompt = setup.template.prompt_ids(row["messages"][:-1])

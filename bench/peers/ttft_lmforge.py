@@ -4,19 +4,17 @@ import statistics
 import sys
 import time
 
-from lmforge.args import ModelArgs, TemplateArgs
-from lmforge.infer.engine import PtEngine, SamplingConfig
-from lmforge.infer.generate import load_for_inference
-from lmforge.models.setup import setup_tokenizer
+from lmforge.args import TemplateArgs
+from lmforge.infer.engine import SamplingConfig, load_engine
 
-setup = setup_tokenizer(ModelArgs(model=sys.argv[1]), TemplateArgs(system=sys.argv[2]))
-engine = PtEngine(load_for_inference(setup.model_dir, []), setup.template)
+# fp32 as before the engine seam, so the figure stays comparable with earlier runs
+engine = load_engine(sys.argv[1], dtype="float32", template_args=TemplateArgs(system=sys.argv[2]))
 
 
 def first(i: int) -> float:
     conv = [{"role": "user", "content": f"Write two sentences about the number {i}."}]
     t0 = time.perf_counter()
-    next(iter(engine.stream(conv, SamplingConfig(max_new_tokens=8))))
+    next(iter(engine.stream(engine.frontend.prompt_ids(conv), SamplingConfig(max_new_tokens=8))))
     return time.perf_counter() - t0
 
 

@@ -54,17 +54,11 @@ TRAIN_FLAGS = [
 
 
 def answers(model_dir: Path, adapters: list[str]) -> list[str]:
-    import torch
+    from lmforge.infer.engine import SamplingConfig, load_engine
 
-    from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.engine import PtEngine, SamplingConfig
-    from lmforge.infer.generate import load_for_inference
-    from lmforge.models.setup import setup_tokenizer
-
-    setup = setup_tokenizer(ModelArgs(model=str(model_dir)), TemplateArgs())
-    engine = PtEngine(load_for_inference(model_dir, adapters, dtype=torch.float32), setup.template, len(QUESTIONS))
+    engine = load_engine(model_dir, base_adapters=adapters, dtype="float32", max_batch_size=len(QUESTIONS))
     convs = [[{"role": "user", "content": q}] for q in QUESTIONS]
-    return [c.text for c in engine.generate(convs, SamplingConfig(max_new_tokens=48))]
+    return [c.text for c in engine.chat(convs, SamplingConfig(max_new_tokens=48))]
 
 
 def main() -> int:

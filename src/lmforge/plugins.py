@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lmforge.errors import UserError
 
@@ -40,3 +42,108 @@ def load_plugins(paths: list[str]) -> None:
                 print("".join(traceback.format_list(frames)).rstrip(), file=sys.stderr)
             raise UserError(f"--external_plugins {p}: plug-in failed to import ({type(e).__name__}: {e})")
         _LOADED[path] = module
+
+
+# -- registration: one shape for every kind -----------------------------------------------------------------------
+# `register_x(name, obj)` registers now and returns obj; `@register_x(name)` is the decorator form. Datasets,
+# templates and model families may instead be described by keyword fields alone.
+
+
+def register_dataset(name: str, preprocess: Any = None, **meta: Any) -> Any:
+    """A dataset: DatasetMeta fields (dataset_path, hf_dataset_id, ms_dataset_id, columns, subsets, ...) and an
+    optional row preprocessor `fn(row, data_args) -> row | None`."""
+    from lmforge.data.registry import DatasetMeta
+    from lmforge.data.registry import register_dataset as add
+
+    def deco(fn: Any) -> Any:
+        add(DatasetMeta(name=name, preprocess=fn, **meta), exist_ok=True)
+        return fn
+
+    deco(preprocess)
+    return preprocess if preprocess is not None else deco
+
+
+def register_template(name: str, spec: Any = None, **fields: Any) -> Any:
+    """A chat template: TemplateSpec fields (jinja, end_of_turn, empty_think, ...), or a function returning one."""
+    from lmforge.templates import TemplateSpec
+    from lmforge.templates import register_template as add
+
+    return _spec_or_factory(add(name), spec, lambda: TemplateSpec(**fields), fields)
+
+
+def register_model(name: str, family: Any = None, **fields: Any) -> Any:
+    """A model family: ModelFamily fields (model_types, template), or a function returning one."""
+    from lmforge.models.registry import ModelFamily, register_family
+
+    return _spec_or_factory(register_family(name), family, lambda: ModelFamily(**fields), fields)
+
+
+def _spec_or_factory(add: Callable, given: Any, from_fields: Callable[[], Any], fields: dict) -> Any:
+    if given is not None:
+        return add(given)
+    if fields:
+        add(from_fields)
+        return from_fields
+    return add  # the decorator form over a factory function
+
+
+def register_loss(name: str, fn: Any = None) -> Any:
+    from lmforge.train.extensions import LOSSES
+
+    return LOSSES.register(name, fn)
+
+
+def register_loss_scale(name: str, fn: Any = None) -> Any:
+    """`--loss_scale NAME`: `fn(messages, i) -> bool`, whether assistant message i carries loss."""
+    from lmforge.templates.loss_scale import LOSS_SCALES
+
+    return LOSS_SCALES.register(name, fn)
+
+
+def register_metric(name: str, fn: Any = None) -> Any:
+    """`infer --metric NAME`: `fn(pairs: list[(answer, label)]) -> float`."""
+    from lmforge.infer.metrics import METRICS
+
+    return METRICS.register(name, fn)
+
+
+def register_callback(name: str, cls: Any = None) -> Any:
+    from lmforge.train.extensions import CALLBACKS
+
+    return CALLBACKS.register(name, cls)
+
+
+def register_optimizer(name: str, fn: Any = None) -> Any:
+    from lmforge.train.extensions import OPTIMIZERS
+
+    return OPTIMIZERS.register(name, fn)
+
+
+def register_trainer(name: str, cls: Any = None) -> Any:
+    from lmforge.train.extensions import TRAINERS
+
+    return TRAINERS.register(name, cls)
+
+
+def register_reward(name: str, fn: Any = None) -> Any:
+    """`--reward_funcs NAME` (GRPO, PPO): `fn(completions, **columns) -> list[float]`."""
+    from lmforge.train.rewards import REWARDS
+
+    return REWARDS.register(name, fn)
+
+
+def register_tuner(name: str, fn: Any = None, **options: Any) -> Any:
+    """`--tuner_type NAME`: options of tuners.table.Tuner (peft=True for a peft config builder, trains_weights,
+    mergeable, default_lr) over the builder or apply function."""
+    from lmforge.tuners.table import register_tuner as add
+
+    deco = add(name, **options)
+    return deco(fn) if fn is not None else deco
+
+
+def register_method(name: str, fn: Any = None, **fields: Any) -> Any:
+    """A training method (train/methods.py fields) over its `build(job) -> trainer`."""
+    from lmforge.train.methods import register_method as add
+
+    deco = add(name, **fields)
+    return deco(fn) if fn is not None else deco

@@ -7,6 +7,7 @@ import pytest
 
 from lmforge import cli
 from lmforge.args.rules import RULES
+from tests.conftest import FIXTURES
 
 SC = ["--dataset", "self-cognition#2"]
 CASES = {
@@ -17,6 +18,10 @@ CASES = {
     "quant_bits_fit_method": (["sft", *SC, "--quant_bits", "4"], "--quant_bits without --quant_method"),
     "loraplus_is_lora": (["sft", *SC, "--tuner_type", "full", "--lorap_lr_ratio", "16"], "is a LoRA option"),
     "lisa_is_full": (["sft", *SC, "--lisa_activated_layers", "2"], "use it with --tuner_type full"),
+    "one_optimizer": (
+        ["sft", *SC, "--external_plugins", str(FIXTURES / "plugin_all.py"), "--optimizer", "plug_sgd", "--use_galore"],
+        "both choose the optimizer",
+    ),
     "adapters_need_peft": (["sft", *SC, "--tuner_type", "full", "--adapters", "."], "--adapters with --tuner_type"),
     "adalora_ranks": (["sft", *SC, "--tuner_type", "adalora", "--adalora_target_r", "16"], "exceeds"),
     "deepspeed_or_fsdp": (["sft", *SC, "--deepspeed", "zero2", "--fsdp", "fsdp2"], "mutually exclusive"),

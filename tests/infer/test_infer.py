@@ -7,83 +7,34 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.conftest import run_cli
-from tests.train.helpers import only_run, write_sft_data
+from tests.infer.helpers import train_calculator_lora
 
 PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
 
 
 @pytest.fixture(scope="module")
 def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
-    """A LoRA trained through the CLI, with B matrices far from 0 (high lr), and a carved validation split."""
-    tmp = tmp_path_factory.mktemp("lora")
-    data = write_sft_data(tmp / "train.jsonl", n=30)
-    r = run_cli(
-        "sft",
-        "--model",
-        str(tiny_llama),
-        "--dataset",
-        str(data),
-        "--max_steps",
-        "6",
-        "--learning_rate",
-        "5e-2",
-        "--per_device_train_batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "1",
-        "--save_steps",
-        "6",
-        "--split_dataset_ratio",
-        "0.2",
-        "--system",
-        "You are a calculator.",
-        "--torch_dtype",
-        "float32",
-        "--output_dir",
-        str(tmp / "out"),
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return only_run(tmp / "out") / "checkpoint-6"
+    return train_calculator_lora(tmp_path_factory.mktemp("lora"), tiny_llama)
 
 
 def _engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):
-    from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.engine import PtEngine
-    from lmforge.infer.generate import load_for_inference
-    from lmforge.models.setup import setup_tokenizer
+    from lmforge.args import TemplateArgs
+    from lmforge.infer.engine import load_engine
 
-    setup = setup_tokenizer(
-        ModelArgs(model=str(model_dir)), TemplateArgs(system="You are a calculator."), tokenizer_dir
+    return load_engine(
+        model_dir,
+        base_adapters=adapters,
+        dtype="float32",
+        template_args=TemplateArgs(system="You are a calculator."),
+        tokenizer_dir=tokenizer_dir,
+        max_batch_size=8,
     )
-    return PtEngine(load_for_inference(model_dir, adapters, torch.float32), setup.template, max_batch_size=8)
 
 
-def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
-    from lmforge.infer.engine import SamplingConfig
-
-    out = tmp_path / "merged"
-    r = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
-    assert r.returncode == 0, r.stderr[-2000:]
-    for f in ("config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json", "args.json"):
-        assert (out / f).is_file(), f
-    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == [2]
-    assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
-    again = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
-    assert again.returncode != 0 and "already exists" in again.stderr
-
-    base = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
-    merged = _engine(out, [])
-    ids = torch.tensor([base.template.prompt_ids([{"role": "user", "content": PROMPTS[0]}])])
-    with torch.inference_mode():
-        diff = (base.model(ids).logits - merged.model(ids).logits).abs().max().item()
-        lora_effect = (base.model(ids).logits - _engine(tiny_llama, []).model(ids).logits).abs().max().item()
-    assert diff <= 1e-4 and lora_effect > 1e-3  # equal to the adapter, and the adapter does change the model
-    cfg = SamplingConfig(max_new_tokens=12)
-    convs = [[{"role": "user", "content": p}] for p in PROMPTS]
-    assert [c.text for c in base.generate(convs, cfg)] == [c.text for c in merged.generate(convs, cfg)]
+def _prompt(engine, text: str) -> list[int]:
+    return engine.frontend.prompt_ids([{"role": "user", "content": text}])
 
 
 def test_interactive_through_a_pipe(lora_ckpt):
@@ -133,7 +84,7 @@ def test_load_args_restores_system_and_template(lora_ckpt, tmp_path):
     from lmforge.args import DataArgs, ModelArgs, TemplateArgs, TunerArgs
     from lmforge.args.groups import GenerationArgs, InferArgs
     from lmforge.args.parser import Args
-    from lmforge.infer.restore import restore_args
+    from lmforge.runargs import resolve_model
 
     def make(explicit=()):
         return Args(
@@ -149,15 +100,15 @@ def test_load_args_restores_system_and_template(lora_ckpt, tmp_path):
         )
 
     a = make()
-    restore_args(a, True)
-    assert a.template.system == "You are a calculator." and a.template.template == "auto"
-    assert a.model.model.endswith("tiny-llama0")
+    r = resolve_model(a, True)
+    assert r.template_args.system == "You are a calculator." and r.template_args.template == "auto"
+    assert r.model.endswith("tiny-llama0") and r.tokenizer_dir == str(lora_ckpt)
+    assert a.template.system is None and a.model.model is None  # the parsed flags are never written
     b = make(explicit=("system",))
-    restore_args(b, True)
-    assert b.template.system == "override"  # explicit flags win
-    c = make()
-    restore_args(c, False)
-    assert c.template.system is None and c.model.model is None
+    assert resolve_model(b, True).template_args.system == "override"  # explicit flags win
+    c = resolve_model(make(), False)
+    assert c.template_args.system is None and c.model is None
+    assert c.saved is not None and c.saved.stage == "sft"  # still read (for --load_data_args), not applied
 
 
 def test_full_checkpoint_as_adapters_is_a_clear_error(tiny_llama):
@@ -170,15 +121,18 @@ def test_streaming_yields_before_generation_ends(lora_ckpt, tiny_llama):
 
     engine = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
     cfg = SamplingConfig(max_new_tokens=300)
-    cfg_full = SamplingConfig(max_new_tokens=300)
+    prompt = _prompt(engine, "Tell me a story")
     t0 = time.perf_counter()
-    it = engine.stream([{"role": "user", "content": "Tell me a story"}], cfg)
+    it = engine.stream(prompt, cfg)
     first = next(it)
     t_first = time.perf_counter() - t0
-    rest = "".join(it)
+    rest = list(it)
     t_all = time.perf_counter() - t0
-    assert first and t_first < t_all / 3
-    assert first + rest == engine.generate([[{"role": "user", "content": "Tell me a story"}]], cfg_full)[0].text
+    assert first.token_id is not None and t_first < t_all / 3
+    whole = engine.generate([prompt], cfg)[0]
+    assert first.text + "".join(e.text for e in rest) == whole.text
+    assert [first.token_id, *(e.token_id for e in rest if e.token_id is not None)] == whole.token_ids
+    assert rest[-1].finish_reason == whole.finish_reason
 
 
 def test_other_backends_say_what_is_missing(lora_ckpt):
@@ -190,19 +144,19 @@ def test_closing_a_stream_stops_generation(lora_ckpt, tiny_llama):
     from lmforge.infer.engine import SamplingConfig
 
     engine = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    prompt = _prompt(engine, "story")
     t0 = time.perf_counter()
-    full = "".join(engine.stream([{"role": "user", "content": "story"}], SamplingConfig(max_new_tokens=400)))
+    full = list(engine.stream(prompt, SamplingConfig(max_new_tokens=400)))
     t_full = time.perf_counter() - t0
-    it = engine.stream([{"role": "user", "content": "story"}], SamplingConfig(max_new_tokens=400))
+    it = engine.stream(prompt, SamplingConfig(max_new_tokens=400))
     t0 = time.perf_counter()
     next(it)
     it.close()  # what a disconnecting client does
-    assert time.perf_counter() - t0 < t_full / 2 and full
-    assert engine._lock.acquire(timeout=1)  # the model is free again
-    engine._lock.release()
+    short = engine.generate([prompt], SamplingConfig(max_new_tokens=2))  # the model is free again at once
+    assert time.perf_counter() - t0 < t_full / 2 and full and short[0].completion_tokens == 2
 
 
-def test_infer_merge_lora_and_push_offline(lora_ckpt, tmp_path):
+def test_infer_merge_lora(lora_ckpt):
     r = run_cli(
         "infer",
         "--adapters",
@@ -218,20 +172,3 @@ def test_infer_merge_lora_and_push_offline(lora_ckpt, tmp_path):
     assert r.returncode == 0 and ">>> " in r.stdout, r.stderr[-2000:]
     merged = Path(str(lora_ckpt) + "-merged")
     assert (merged / "model.safetensors").is_file() and (merged / "args.json").is_file()
-    r = run_cli(
-        "export",
-        "--adapters",
-        str(lora_ckpt),
-        "--merge_lora",
-        "true",
-        "--output_dir",
-        str(tmp_path / "m"),
-        "--push_to_hub",
-        "true",
-        "--hub_model_id",
-        "someone/model",
-        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
-    )
-    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
-    assert r.returncode != 0 and len(errors) == 1 and "push to 'someone/model' failed" in errors[0]
-    assert (tmp_path / "m" / "model.safetensors").is_file()  # the merge itself is kept

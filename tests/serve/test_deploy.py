@@ -155,9 +155,91 @@ def test_busy_port_is_an_error_naming_it(tiny_qwen3):
 
 
 def test_reasoning_split():
-    from lmforge.serve.app import _route_thinking, split_reasoning
+    from lmforge.infer.frontend import ThinkingRouter, split_reasoning
 
     assert split_reasoning("<think>\nhmm\n</think>\n\nAnswer") == ("hmm", "Answer")
     assert split_reasoning("plain") == (None, "plain")
-    parts = _route_thinking("<think>\nreason</think>\n\nanswer", [""], [False], 0)
+    parts = ThinkingRouter().route("<think>\nreason</think>\n\nanswer")
     assert parts == [("reason", "reasoning_content"), ("answer", "content")]
+    router = ThinkingRouter()  # markers split over deltas
+    assert router.route("<think>a") + router.route("b</think>c") == [
+        ("a", "reasoning_content"),
+        ("b", "reasoning_content"),
+        ("c", "content"),
+    ]
+
+
+def test_an_image_part_to_a_text_only_model_is_a_400(client, server):
+    parts = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": parts}], max_tokens=4)
+    message = exc.value.body["message"]
+    assert "model 'tiny' is text-only" in message and "image_url" in message and "messages[0].content[1]" in message
+    audio = [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]
+    got, body = raw(
+        server, "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": audio}]}).encode()
+    )
+    assert got == 400 and "input_audio" in body["error"]["message"]
+    text_parts = [{"type": "text", "text": "Say"}, {"type": "text", "text": " something"}]
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": text_parts}], max_tokens=4)
+    assert r.choices[0].finish_reason in ("stop", "length")  # text parts alone are fine
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ({"presence_penalty": 0.5}, "presence_penalty"),
+        ({"frequency_penalty": 1}, "frequency_penalty"),
+        ({"logit_bias": {"42": 5}}, "logit_bias"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"best_effort_field": 1}, "best_effort_field: unknown field"),
+    ],
+)
+def test_fields_not_honoured_are_a_400(server, extra, needle):
+    got, err = raw(server, "/v1/chat/completions", json.dumps({"messages": MSG, "max_tokens": 2, **extra}).encode())
+    assert got == 400 and needle in err["error"]["message"], err
+
+
+def test_neutral_values_of_those_fields_are_fine(client):
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=MSG,
+        max_tokens=3,
+        temperature=0,
+        presence_penalty=0,
+        frequency_penalty=0,
+        response_format={"type": "text"},
+        user="someone",
+    )
+    assert r.choices[0].message.content is not None
+
+
+def test_completion_logprobs_are_returned(client):
+    r = client.completions.create(model="alpha", prompt="Once upon a time", max_tokens=5, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert lp is not None and len(lp.tokens) == len(lp.token_logprobs) == r.usage.completion_tokens
+    assert all(len(t) == 2 for t in lp.top_logprobs) and lp.text_offset[0] == 0
+    assert all(v <= 0 for v in lp.token_logprobs)
+
+
+def test_usage_chunk_only_when_asked(client):
+    def chunks(**kw):
+        return list(client.chat.completions.create(model="tiny", messages=MSG, max_tokens=4, stream=True, **kw))
+
+    assert all(c.usage is None for c in chunks())
+    last = chunks(stream_options={"include_usage": True})[-1]
+    assert last.usage is not None and last.usage.completion_tokens > 0 and last.choices == []
+
+
+def test_a_streamed_answer_equals_the_whole_one_with_n_choices(client):
+    kw = {"model": "beta", "messages": MSG, "max_tokens": 10, "temperature": 0, "n": 2}
+    whole = client.chat.completions.create(**kw)
+    texts = ["", ""]
+    for chunk in client.chat.completions.create(**kw, stream=True):
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+    assert texts == [c.message.content for c in whole.choices]

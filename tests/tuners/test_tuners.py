@@ -217,7 +217,7 @@ def test_bottleneck_adapter_trains_saves_resumes_and_serves(tmp_path, tiny_llama
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from lmforge.infer.generate import load_for_inference
+    from lmforge.infer.loading import load_for_inference
 
     ckpt = _sft(tmp_path, tiny_llama, "--tuner_type", "adapter", "--adapter_length", "16")
     weights = load_file(str(ckpt / "adapter_model.safetensors"))
@@ -226,7 +226,7 @@ def test_bottleneck_adapter_trains_saves_resumes_and_serves(tmp_path, tiny_llama
     assert any(v.abs().max() > 0 for k, v in weights.items() if ".up." in k)  # zero-initialised `up` trained
     ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
     before = _logits(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), ids)
-    after = _logits(load_for_inference(tiny_llama, [str(ckpt)]), ids)
+    after = _logits(load_for_inference(tiny_llama, (str(ckpt),), dtype="float32"), ids)
     assert (after - before).abs().max() > 1e-6
     # resume from the adapter checkpoint: steps continue, the adapter weights are the starting point
     data, out = tmp_path / "d.jsonl", tmp_path / "resumed"
@@ -245,7 +245,7 @@ def test_reft_trains_loads_and_refuses_merge(tmp_path, tiny_llama, capsys, kind)
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from lmforge.infer.generate import load_for_inference
+    from lmforge.infer.loading import load_for_inference
 
     flags = ["--tuner_type", "reft", "--reft_layers", "1", "--reft_rank", "4", "--reft_intervention_type", kind]
     ckpt = _sft(tmp_path, tiny_llama, *flags)
@@ -253,7 +253,7 @@ def test_reft_trains_loads_and_refuses_merge(tmp_path, tiny_llama, capsys, kind)
     assert weights and all(k.startswith("model.layers.1.lmforge_reft.") for k in weights)
     ids = torch.tensor([[1, 20, 30, 40, 50, 60]])
     before = _logits(AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), ids)
-    model = load_for_inference(tiny_llama, [str(ckpt)])
+    model = load_for_inference(tiny_llama, (str(ckpt),), dtype="float32")
     assert (_logits(model, ids) - before).abs().max() > 1e-6
     if kind == "LoreftIntervention":  # R keeps orthonormal rows after training
         r = model.model.layers[1].lmforge_reft.weight

@@ -119,8 +119,8 @@ class TemplateArgs:
     enable_thinking: bool | None = flag(None, "Qwen3 hybrid thinking at inference (default: the template's own)")
     loss_scale: str = flag(
         "default",
-        "which tokens carry loss: default (all assistant turns), last_round, all",
-        choices=("default", "last_round", "all"),
+        "which tokens carry loss: default (all assistant turns), last_round, all, or a plug-in's",
+        kind="loss_scale",
     )
 
 
@@ -156,9 +156,9 @@ class CheckArgs:
 class TunerArgs:
     tuner_type: str = flag(
         "lora",
-        "lora, full, adalora, vera, boft, fourierft, bone, llamapro, adapter, reft",
+        "lora, full, adalora, vera, boft, fourierft, bone, llamapro, adapter, reft, or a plug-in's",
         aliases=("train_type",),
-        choices=("lora", "full", "adalora", "vera", "boft", "fourierft", "bone", "llamapro", "adapter", "reft"),
+        kind="tuner",
     )
     lora_rank: int = flag(8, "LoRA rank r", **POSITIVE)
     adapter_length: int = flag(128, "--tuner_type adapter: bottleneck width", **POSITIVE)
@@ -243,6 +243,12 @@ class TrainArgs:
         ["tensorboard"], "tensorboard, wandb, none (missing integrations are skipped)", choices=REPORTERS
     )
     resume_from_checkpoint: str | None = flag(None, "checkpoint folder to resume from exactly", kind="path")
+    loss_type: str | None = flag(
+        None, "sft/pt: a loss registered by a plug-in; rlhf: the trainer's loss variant (trl names: sigmoid, ipo, ...)"
+    )
+    callbacks: list[str] = flag([], "TrainerCallbacks registered by plug-ins (register_callback)", kind="callback")
+    optimizer: str | None = flag(None, "an optimizer registered by a plug-in (register_optimizer)", kind="optimizer")
+    trainer: str | None = flag(None, "sft/pt: a Trainer subclass registered by a plug-in", kind="trainer")
     packing: bool = flag(False, "pack rows into --max_length sequences (attention stays per row)")
     padding_free: bool | None = flag(
         None,
@@ -287,7 +293,7 @@ class InferArgs:
     result_path: str | None = flag(
         None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)", kind="file_out"
     )
-    metric: str | None = flag(None, "score batch answers against the labels: acc or rouge", choices=("acc", "rouge"))
+    metric: str | None = flag(None, "score batch answers against the labels: acc, rouge or a plug-in's", kind="metric")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     load_data_args: bool = flag(False, "run on the training run's validation data (from args.json)")
     merge_lora: bool = flag(False, "merge the adapters into <ckpt>-merged first, then generate from it")
@@ -341,7 +347,6 @@ class RLHFArgs:
     ref_adapters: list[str] = flag(
         [], "LoRA applied to the reference model (e.g. the SFT adapter you start from)", kind="adapter"
     )
-    loss_type: str | None = flag(None, "the trainer's loss variant (trl names, e.g. sigmoid, ipo, hinge)")
     label_smoothing: float = flag(0.0, "DPO/CPO label smoothing", ge=0, le=0.5)
     rpo_alpha: float | None = flag(None, "DPO: weight of an added NLL term on the chosen answer", ge=0)
     cpo_alpha: float = flag(1.0, "CPO: weight of the NLL term (SimPO uses 0)", ge=0)

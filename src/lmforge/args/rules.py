@@ -15,7 +15,6 @@ from lmforge.args.parser import Args
 from lmforge.errors import UserError
 
 TRAINING = ("sft", "pt", "rlhf")
-PEFT_FREE = ("full", "llamapro", "adapter", "reft")  # tuners that do not load --adapters
 QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8)}
 
 
@@ -70,6 +69,12 @@ def _loraplus_is_lora(a: Args) -> None:
         raise UserError("--lorap_lr_ratio is a LoRA option", hint="use it with --tuner_type lora")
 
 
+def _one_optimizer(a: Args) -> None:
+    if a.train.optimizer and (a.tuner.lorap_lr_ratio is not None or a.tuner.use_galore):
+        other = "--lorap_lr_ratio" if a.tuner.lorap_lr_ratio is not None else "--use_galore"
+        raise UserError(f"--optimizer {a.train.optimizer} and {other} both choose the optimizer", hint="pick one")
+
+
 def _lisa_is_full(a: Args) -> None:
     if a.tuner.lisa_activated_layers and a.tuner.tuner_type != "full":
         raise UserError("LISA (--lisa_activated_layers) trains whole layers", hint="use it with --tuner_type full")
@@ -77,7 +82,9 @@ def _lisa_is_full(a: Args) -> None:
 
 def _adapters_need_peft(a: Args) -> None:
     t = a.tuner
-    if t.adapters and t.tuner_type in PEFT_FREE:
+    from lmforge.tuners.table import get_tuner
+
+    if t.adapters and not get_tuner(t.tuner_type).is_peft:
         hint = "merge first: lmforge export" if t.tuner_type in ("full", "llamapro") else "train new ones"
         raise UserError(f"--adapters with --tuner_type {t.tuner_type}", hint=hint)
 
@@ -155,6 +162,7 @@ RULES: tuple[Rule, ...] = (
     Rule("quant_bits_fit_method", ("tuner",), None, _quant_bits_fit_method),
     Rule("loraplus_is_lora", ("tuner",), TRAINING, _loraplus_is_lora),
     Rule("lisa_is_full", ("tuner",), TRAINING, _lisa_is_full),
+    Rule("one_optimizer", ("tuner", "train"), TRAINING, _one_optimizer),
     Rule("adapters_need_peft", ("tuner",), TRAINING, _adapters_need_peft),
     Rule("adalora_ranks", ("tuner",), TRAINING, _adalora_ranks),
     Rule("deepspeed_or_fsdp", ("train",), TRAINING, _deepspeed_or_fsdp),

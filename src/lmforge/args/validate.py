@@ -27,7 +27,16 @@ from lmforge.errors import UserError
 __all__ = ["check_flags", "check_names", "check_rules", "unique_specs"]
 
 FS_KINDS = frozenset({"file", "path", "adapter", "dir_out", "file_out", "json_file"})
-NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset"})
+# names looked up in a plug-in-extensible table (module, attribute): a lmforge.registry.Registry
+REGISTRY_KINDS = {
+    "loss_scale": ("lmforge.templates.loss_scale", "LOSS_SCALES"),
+    "metric": ("lmforge.infer.metrics", "METRICS"),
+    "callback": ("lmforge.train.extensions", "CALLBACKS"),
+    "optimizer": ("lmforge.train.extensions", "OPTIMIZERS"),
+    "trainer": ("lmforge.train.extensions", "TRAINERS"),
+    "tuner": ("lmforge.tuners.table", "get_tuner"),  # a function: the table loads its built-in entries first
+}
+NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", *REGISTRY_KINDS})
 
 
 def _shown(value: Any) -> str:
@@ -221,6 +230,15 @@ def _dataset(spec: FlagSpec, value: str, args: Args) -> None:
         )
 
 
+def _registered(spec: FlagSpec, value: str, args: Args) -> None:
+    import importlib
+
+    module, attr = REGISTRY_KINDS[spec.meta["kind"]]
+    table = getattr(importlib.import_module(module), attr)
+    if value != "all" or spec.meta["kind"] != "loss_scale":  # `all` is the encoder's own (every token)
+        table.lookup(value) if hasattr(table, "lookup") else table(value)
+
+
 KIND_CHECKS: dict[str, Callable[..., None]] = {
     "json": _json,
     "regex": _regex,
@@ -234,4 +252,5 @@ KIND_CHECKS: dict[str, Callable[..., None]] = {
     "model_type": _model_type,
     "reward": _reward,
     "dataset": _dataset,
+    **{kind: _registered for kind in REGISTRY_KINDS},
 }

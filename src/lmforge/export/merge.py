@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
-from lmforge.infer.restore import restore_args, tokenizer_source
+from lmforge.runargs import ResolvedModel, resolve_model, write_run_args
+
+if TYPE_CHECKING:
+    from lmforge.args.parser import Args
 
 
 def _config_dtype(model_dir: Path) -> Any:
@@ -19,23 +22,25 @@ def _config_dtype(model_dir: Path) -> Any:
     return getattr(torch, name, torch.float32)
 
 
-def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
-    """Merge args.tuner.adapters into the base model (in the base's own dtype) and write `out` completely."""
+def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5GB") -> Path:
+    """Merge the resolved LoRA adapters into the base model (in the base's own dtype) and write `out` completely
+    (staged in `<out>.tmp`, renamed into place)."""
     from peft import PeftModel
 
     from lmforge.models.loader import load_model
     from lmforge.models.setup import setup_tokenizer
 
-    setup = setup_tokenizer(args.model, args.template, tokenizer_source(args))
-    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
-    from lmforge.tuners.adapter import is_adapter_dir
-
-    for path in args.tuner.adapters:
-        if is_adapter_dir(path):
+    adapters = resolved.adapters
+    for path in adapters.plain:
+        if path in adapters.hooked:
             raise UserError(
                 f"{path}: adapter/reft tuners add layers, there is nothing to merge into the base weights",
                 hint="use it as it is: lmforge infer/deploy --adapters CKPT",
             )
+    tok_dir = Path(resolved.tokenizer_dir) if resolved.tokenizer_dir else None
+    setup = setup_tokenizer(resolved.model_args, resolved.template_args, tok_dir)
+    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
+    for path in adapters.plain:
         model = PeftModel.from_pretrained(model, path)
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
     tmp = out.with_name(out.name + ".tmp")
@@ -48,27 +53,23 @@ def merge_adapters(args: Any, out: Path, max_shard_size: str = "5GB") -> Path:
     gen.eos_token_id = setup.template.stop_ids()
     gen.pad_token_id = tok.pad_token_id
     gen.save_pretrained(tmp)
-    saved = (
-        json.loads((Path(args.tuner.adapters[0]) / "args.json").read_text())
-        if (Path(args.tuner.adapters[0]) / "args.json").is_file()
-        else {}
-    )
+    saved = dict(resolved.saved.raw) if resolved.saved is not None else {}
     saved.update(
         {
-            "merged_from": args.tuner.adapters,
+            "merged_from": list(adapters.plain),
             "base_model_dir": str(setup.model_dir),
             "template": setup.template_name,
             "system": setup.template.system,
         }
     )
-    saved.pop("model_dir", None)
-    (tmp / "args.json").write_text(json.dumps(saved, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    saved.pop("model_dir", None)  # the merged folder is the model now
+    write_run_args(tmp / "args.json", saved)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
 
 
-def run_export(args: Any) -> int:
+def run_export(args: Args) -> int:
     e = args.export
     if not args.tuner.adapters:
         raise UserError(
@@ -76,11 +77,11 @@ def run_export(args: Any) -> int:
         )
     if not e.merge_lora:
         raise UserError("nothing to export: pass --merge_lora true")
-    restore_args(args, e.load_args)
-    out = Path(e.output_dir) if e.output_dir else Path(args.tuner.adapters[0].rstrip("/") + "-merged")
+    resolved = resolve_model(args, e.load_args)
+    out = Path(e.output_dir) if e.output_dir else Path(resolved.adapters.plain[0].rstrip("/") + "-merged")
     if out.exists() and not e.exist_ok:
         raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
-    merge_adapters(args, out, e.max_shard_size)
+    merge_adapters(resolved, out, e.max_shard_size)
     print(f"[lmforge] merged model written to {out}")
     if e.push_to_hub:
         push(out, e.hub_model_id, e.hub_private_repo, e.commit_message, args.model.hub_token)

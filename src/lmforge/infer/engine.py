@@ -1,183 +1,207 @@
-"""One generation interface (sync and async, streaming or not, batched) with the PyTorch engine implemented.
+"""The one generation interface: every command (infer, app, deploy, the demo, benches, PPO rollouts) talks to an
+`Engine`, and every backend implements it.
 
-vLLM, SGLang and LMDeploy plug in behind the same interface (`ENGINES`); each imports its library only when chosen
-and says in one line what is missing (library or GPU).
+The unit of work is token ids. lmforge applies the chat template once, in `infer.frontend.Frontend` (prompt ids,
+stop ids, stop strings, detokenization, the thinking split), so every backend sees identical tokens. A backend
+declares what it can do in `capabilities`. `ENGINES` maps `--infer_backend` names to factories (`register_engine`);
+vLLM, SGLang and LMDeploy are placeholders that say in one line what is missing.
+
+Torch-free at import: `lmforge --help` must stay light.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import abc
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
 
+if TYPE_CHECKING:
+    from lmforge.args import ModelArgs, TemplateArgs
+    from lmforge.args.groups import GenerationArgs
+    from lmforge.infer.frontend import Frontend
 
-@dataclass
+FINISH_REASONS = ("stop", "length", "cancelled")
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
+    """Every generation setting, concrete: no backend (nor the model's generation_config.json) fills anything in.
+
+    temperature 0 is greedy; top_k 0 and top_p 1.0 are off. `stop` strings end an answer (not included in the
+    text); `logprobs` None returns none, k returns the chosen token's log-probability and the top k."""
+
     max_new_tokens: int = 512
-    temperature: float = 0.0  # 0: greedy
+    temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
     repetition_penalty: float = 1.0
-    stop: list[str] = field(default_factory=list)
+    stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.repetition_penalty <= 0:
+            raise ValueError(f"invalid sampling settings: {self}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def group_key(self) -> tuple:
+        """Requests with equal keys can share one batched generate (max_new_tokens, stop and logprobs are per row)."""
+        return (self.temperature, self.top_p, self.top_k, self.repetition_penalty, self.seed)
 
 
-@dataclass
+def sampling_from_args(
+    g: GenerationArgs, *, max_new_tokens: int, temperature: float = 0.0, logprobs: int | None = None
+) -> SamplingConfig:
+    """The one translation of the generation flags. `max_new_tokens`/`temperature` are the command's defaults for
+    flags not given (infer: greedy; deploy: 1.0, the OpenAI API's default)."""
+    return SamplingConfig(
+        max_new_tokens=g.max_new_tokens or max_new_tokens,
+        temperature=temperature if g.temperature is None else g.temperature,
+        top_p=1.0 if g.top_p is None else g.top_p,
+        top_k=max(g.top_k or 0, 0),
+        repetition_penalty=1.0 if g.repetition_penalty is None else g.repetition_penalty,
+        stop=tuple(g.stop_words),
+        logprobs=logprobs,
+    )
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), best first
+
+
+@dataclass(frozen=True)
 class Completion:
+    """One answer. `token_ids` include the stop token when the model produced one (what PPO trains on); `text`
+    excludes stop tokens and stop strings."""
+
+    token_ids: list[int]
     text: str
+    finish_reason: str  # "stop", "length" or "cancelled"
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" or "length"
+    logprobs: list[TokenLogprob] | None = None
 
 
-class PtEngine:
-    """transformers `generate` on a loaded model: left-padded batches, each row stops at its own end."""
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a stream: the new token (None when there is none), the text it made final (may be ''), and on
+    the last event the finish reason."""
 
-    def __init__(self, model: Any, template: Any, max_batch_size: int = 1):
-        self.model = model
-        self.template = template
-        self.tokenizer = template.tokenizer
-        self.max_batch_size = max_batch_size
-        self._lock = threading.Lock()  # one generate at a time per model; callers batch instead
-        tok = self.tokenizer
-        self.stop_ids = template.stop_ids()
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+    token_id: int | None
+    text: str
+    logprob: TokenLogprob | None = None
+    finish_reason: str | None = None
 
-    def _gen_kwargs(self, cfg: SamplingConfig) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "max_new_tokens": cfg.max_new_tokens,
-            "eos_token_id": self.stop_ids,
-            "pad_token_id": self.pad_id,
-            "do_sample": cfg.temperature > 0,
-            "repetition_penalty": cfg.repetition_penalty,
-        }
-        if cfg.temperature > 0:
-            kw.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k or None)
-        else:  # quiet the model's own sampling defaults in greedy mode
-            kw.update(temperature=None, top_p=None, top_k=None)
-        if cfg.stop:
-            kw.update(stop_strings=cfg.stop, tokenizer=self.tokenizer)
-        return kw
 
-    def _prompt(self, conv: list[dict], tools: list | None, template_kwargs: dict | None) -> list[int]:
-        return self.template.prompt_ids(conv, tools, **(template_kwargs or {}))
+@dataclass(frozen=True)
+class Score:
+    """Log-likelihood of a continuation given its prompt: one logprob per continuation token, and whether every
+    token was the greedy choice (lm-eval's `is_greedy`)."""
 
-    def _finish(self, text: str, new_ids: list[int], cfg: SamplingConfig) -> tuple[str, str]:
-        reason = "stop" if (new_ids and new_ids[-1] in self.stop_ids) else "length"
-        for s in cfg.stop:
-            if s in text:
-                text, reason = text[: text.index(s)], "stop"
-        return text, reason
+    token_logprobs: list[float]
+    greedy: bool
 
+    @property
+    def total(self) -> float:
+        return sum(self.token_logprobs)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    adapters: tuple[str, ...] = ()  # adapter names a request may pick
+    logprobs: bool = False
+    prompt_logprobs: bool = False
+    media: bool = False  # images/audio/video in prompts
+    continuous_batching: bool = False  # rows join a running batch (False: requests batch per generate call)
+    max_length: int = 4096  # context window, prompt + completion
+    device: str = "cpu"
+
+
+class EngineError(RuntimeError):
+    """A generation failed inside the engine (not the caller's input); the message says how."""
+
+
+class Engine(abc.ABC):
+    """Generation over token ids. `adapter` picks a named adapter (None: the model as loaded)."""
+
+    frontend: Frontend
+    capabilities: Capabilities
+    model_path: str  # where the weights came from (a directory, a hub id, a server URL)
+
+    @abc.abstractmethod
     def generate(
-        self,
-        conversations: list[list[dict]],
-        cfg: SamplingConfig,
-        tools: list | None = None,
-        template_kwargs: dict | None = None,
+        self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
     ) -> list[Completion]:
-        import torch
+        """One completion per prompt, batched as the engine sees fit."""
 
-        prompts = [self._prompt(c, tools, template_kwargs) for c in conversations]
-        out: list[Completion] = []
-        size = len(prompts) if self.max_batch_size <= 0 else self.max_batch_size
-        for start in range(0, len(prompts), size):
-            chunk = prompts[start : start + size]
-            width = max(len(p) for p in chunk)
-            ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in chunk])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
-            if cfg.seed is not None:
-                torch.manual_seed(cfg.seed)
-            with self._lock, torch.inference_mode():
-                gen = self.model.generate(input_ids=ids, attention_mask=mask, **self._gen_kwargs(cfg))
-            for p, row in zip(chunk, gen[:, width:].tolist()):
-                new = row
-                while new and new[-1] == self.pad_id and self.pad_id not in self.stop_ids:
-                    new = new[:-1]
-                # drop everything after the first stop token (padding of finished rows)
-                cut = next((i + 1 for i, t in enumerate(new) if t in self.stop_ids), len(new))
-                new = new[:cut]
-                text, reason = self._finish(self.tokenizer.decode(new, skip_special_tokens=True), new, cfg)
-                out.append(Completion(text, len(p), len(new), reason))
-        return out
-
+    @abc.abstractmethod
     def stream(
-        self,
-        conversation: list[dict],
-        cfg: SamplingConfig,
-        tools: list | None = None,
-        template_kwargs: dict | None = None,
-    ) -> Iterator[str]:
-        """Yield text pieces as the model produces them (generation runs in a thread). Closing the iterator early
-        (a client that went away) stops the generation at the next token."""
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]:
+        """Events as tokens come; closing the iterator early cancels the generation."""
 
-        prompt = self._prompt(conversation, tools, template_kwargs)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        ids = torch.tensor([prompt])
-        cancel = threading.Event()
+    @abc.abstractmethod
+    async def agenerate(
+        self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> list[Completion]:
+        """`generate` for asyncio callers; cancelling the awaiting task cancels the rows."""
 
-        class _Cancel(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+    @abc.abstractmethod
+    def astream(
+        self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """`stream` for asyncio callers; closing it (or cancelling its task) cancels the generation."""
 
-        if cfg.seed is not None:
-            torch.manual_seed(cfg.seed)
+    @abc.abstractmethod
+    def score(
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+    ) -> list[Score]:
+        """Per-token log-likelihoods of each continuation given its (non-empty) prompt."""
 
-        def run() -> None:
-            with self._lock, torch.inference_mode():
-                self.model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                    **self._gen_kwargs(cfg),
-                )
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        text = ""
-        finished = False
-        try:
-            for piece in streamer:
-                text += piece
-                hit = next((s for s in cfg.stop if s in text), None)
-                if hit:
-                    keep = text[: text.index(hit)]
-                    if len(keep) > len(text) - len(piece):
-                        yield keep[len(text) - len(piece) :]
-                    break
-                if piece:
-                    yield piece
-            else:
-                finished = True
-        finally:
-            cancel.set()
-            if not finished:  # drain to the end signal so the generating thread is never left blocked
-                for _ in streamer:
-                    pass
-            thread.join()
-
-    async def agenerate(self, conversations: list[list[dict]], cfg: SamplingConfig, **kw: Any) -> list[Completion]:
-        return await asyncio.to_thread(self.generate, conversations, cfg, **kw)
-
-    async def astream(self, conversation: list[dict], cfg: SamplingConfig, **kw: Any) -> AsyncIterator[str]:
-        it = self.stream(conversation, cfg, **kw)
-        sentinel = object()
-        while True:
-            piece = await asyncio.to_thread(next, it, sentinel)
-            if piece is sentinel:
-                return
-            yield piece
+    def chat(self, conversations: list[list[dict]], cfg: SamplingConfig, **template_kwargs: Any) -> list[Completion]:
+        """Convenience: conversations through the frontend, then `generate`."""
+        return self.generate([self.frontend.prompt_ids(c, **template_kwargs) for c in conversations], cfg)
 
 
-def _needs(backend: str, package: str) -> Callable[..., Any]:
-    def make(*_a: Any, **_k: Any) -> Any:
+# -- backends --------------------------------------------------------------------------------------------------
+
+EngineFactory = Callable[..., Engine]
+ENGINES: dict[str, EngineFactory] = {}
+
+
+def register_engine(*names: str) -> Callable[[EngineFactory], EngineFactory]:
+    """Register a factory `(model, adapters, *, dtype, device, ...) -> Engine` under `--infer_backend` names."""
+
+    def deco(fn: EngineFactory) -> EngineFactory:
+        for name in names:
+            ENGINES[name] = fn
+        return fn
+
+    return deco
+
+
+@register_engine("pt", "transformers")
+def _pt_engine(model: str | Path, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
+    from lmforge.infer.loading import load_pt_engine
+
+    return load_pt_engine(model, adapters or {}, **kw)
+
+
+def _needs(backend: str, package: str) -> EngineFactory:
+    def make(*_a: Any, **_k: Any) -> Engine:
         import importlib.util
 
         if importlib.util.find_spec(package) is None:
@@ -198,10 +222,37 @@ def _needs(backend: str, package: str) -> Callable[..., Any]:
     return make
 
 
-ENGINES: dict[str, Callable[..., Any]] = {
-    "pt": PtEngine,
-    "transformers": PtEngine,
-    "vllm": _needs("vllm", "vllm"),
-    "sglang": _needs("sglang", "sglang"),
-    "lmdeploy": _needs("lmdeploy", "lmdeploy"),
-}
+for _name in ("vllm", "sglang", "lmdeploy"):
+    register_engine(_name)(_needs(_name, _name))
+
+
+def load_engine(
+    model: str | Path | None,
+    adapters: dict[str, str] | None = None,
+    backend: str = "pt",
+    dtype: Any = None,
+    device: str | None = None,
+    *,
+    base_adapters: list[str] | tuple[str, ...] = (),
+    model_args: ModelArgs | None = None,
+    template_args: TemplateArgs | None = None,
+    tokenizer_dir: str | Path | None = None,
+    max_batch_size: int = 16,
+) -> Engine:
+    """An engine from paths: `model` (None: the embedded default), named `adapters` {name: path} a request picks
+    by name, `base_adapters` applied always (in order). `dtype` is a torch dtype or a `--torch_dtype` name (None:
+    bf16 where the hardware has bf16 units); `device` None picks CUDA when present, else the CPU
+    (`model_args.device_map`, when set, wins). Other model/template flags come from `model_args`/`template_args`."""
+    if backend not in ENGINES:
+        raise UserError(f"--infer_backend {backend}: unknown; known: {', '.join(ENGINES)}")
+    return ENGINES[backend](
+        model,
+        dict(adapters or {}),
+        dtype=dtype,
+        device=device,
+        base_adapters=tuple(base_adapters),
+        model_args=model_args,
+        template_args=template_args,
+        tokenizer_dir=tokenizer_dir,
+        max_batch_size=max_batch_size,
+    )

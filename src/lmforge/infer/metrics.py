@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from lmforge.registry import Registry
 
 
 def _units(text: str) -> list[str]:
@@ -39,4 +39,6 @@ def accuracy(pairs: list[tuple[str, str]]) -> float:
     return sum(p.strip() == r.strip() for p, r in pairs) / len(pairs) if pairs else 0.0
 
 
-METRICS: dict[str, Callable[[list[tuple[str, str]]], float]] = {"acc": accuracy, "rouge": rouge_l}
+METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float
+METRICS.register("acc", accuracy)
+METRICS.register("rouge", rouge_l)

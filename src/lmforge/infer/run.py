@@ -2,63 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lmforge.errors import UserError
-from lmforge.infer.engine import ENGINES, SamplingConfig
+from lmforge.infer.engine import sampling_from_args
 from lmforge.infer.metrics import METRICS
-from lmforge.infer.restore import restore_args, tokenizer_source
+from lmforge.runargs import ResolvedModel, RunArgs, resolve_model
+
+if TYPE_CHECKING:
+    from lmforge.args.parser import Args
+    from lmforge.infer.engine import Engine
 
 HELP = "commands: multi-line, single-line, reset-system, clear, quit/exit"
 
 
-def sampling(args: Any, batch: bool) -> SamplingConfig:
-    g = args.generation
-    return SamplingConfig(
-        max_new_tokens=g.max_new_tokens or (2048 if batch else 512),
-        temperature=0.0 if g.temperature is None else g.temperature,
-        top_p=1.0 if g.top_p is None else g.top_p,
-        top_k=g.top_k or 0,
-        repetition_penalty=g.repetition_penalty or 1.0,
-        stop=list(g.stop_words),
-    )
+def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
+    """Merge first if asked (`--merge_lora`), then load the model on the chosen backend."""
+    from lmforge.infer.loading import engine_from
 
+    backend = args.infer.infer_backend
+    if backend not in ("pt", "transformers"):
+        from lmforge.infer.engine import load_engine
 
-def build_engine(args: Any) -> Any:
-    """Restore flags from the checkpoint, merge if asked, load the model and wrap it in the chosen engine."""
-
-    from lmforge.infer.generate import load_for_inference
-    from lmforge.models.loader import resolve_dtype
-    from lmforge.models.setup import setup_tokenizer
-
-    if args.infer.infer_backend not in ("pt", "transformers"):
-        ENGINES[args.infer.infer_backend]()  # says what is missing, in one line
-    restore_args(args, args.infer.load_args)
-    adapters = list(args.tuner.adapters)
-    tok_dir = tokenizer_source(args)
-    if args.infer.merge_lora and adapters:
+        load_engine(resolved.model, backend=backend)  # says what is missing, in one line
+    if args.infer.merge_lora and resolved.adapters.plain:
         from lmforge.export.merge import merge_adapters
 
-        merged = Path(adapters[0].rstrip("/") + "-merged")
+        merged = Path(resolved.adapters.plain[0].rstrip("/") + "-merged")
         if not merged.exists():  # as ms-swift: an existing merge is reused
-            merge_adapters(args, merged)
-        args.model.model, adapters, tok_dir = str(merged), [], None
-        args.tuner.adapters = []
-    setup = setup_tokenizer(args.model, args.template, tok_dir)
-    dtype = resolve_dtype(args.model.torch_dtype)  # bf16 where the hardware has bf16 units (1.7x on this CPU)
-    model = load_for_inference(setup.model_dir, adapters, dtype=dtype)
-    return ENGINES[args.infer.infer_backend](model, setup.template, args.infer.max_batch_size)
+            merge_adapters(resolved, merged)
+        resolved = resolved.merged(merged)
+    return engine_from(resolved, backend, args.infer.max_batch_size)
 
 
-def run_infer(args: Any) -> int:
+def run_infer(args: Args) -> int:
+    resolved = resolve_model(args, args.infer.load_args)  # --adapters checked here, once
     if args.infer.load_data_args or args.data.val_dataset:
-        return batch(args)
-    return interactive(args)
+        return batch(args, resolved)
+    return interactive(args, resolved)
 
 
 def _read(prompt: str, multi: bool) -> str | None:
@@ -77,12 +64,14 @@ def _read(prompt: str, multi: bool) -> str | None:
     return "\n".join(lines).removesuffix("#")
 
 
-def interactive(args: Any) -> int:
-    engine = build_engine(args)
-    cfg = sampling(args, batch=False)
+def interactive(args: Args, resolved: ResolvedModel) -> int:
+    engine = build_engine(args, resolved)
+    fe = engine.frontend
+    cfg = sampling_from_args(args.generation, max_new_tokens=512)
     stream = True if args.generation.stream is None else args.generation.stream
     print(f"[lmforge] interactive chat; {HELP}")
     history: list[dict] = []
+    system = fe.system  # reset-system replaces it for this session
     multi = False
     while True:
         query = _read("<<< ", multi)
@@ -98,61 +87,62 @@ def interactive(args: Any) -> int:
             print("[history cleared]")
             continue
         if cmd == "reset-system":
-            system = _read("<<<[system] ", False)
-            engine.template.system = system or None
+            system = _read("<<<[system] ", False) or None
             history = []
             print("[system prompt set; history cleared]")
             continue
         history.append({"role": "user", "content": query})
+        prompt = fe.prompt_ids(history, system=system)
         print(">>> ", end="", flush=True)
         if stream:
             answer = ""
-            for piece in engine.stream(history, cfg):
-                answer += piece
-                print(piece, end="", flush=True)
+            for event in engine.stream(prompt, cfg):
+                answer += event.text
+                print(event.text, end="", flush=True)
             print()
         else:
-            answer = engine.generate([history], cfg)[0].text
+            answer = engine.generate([prompt], cfg)[0].text
             print(answer)
         history.append({"role": "assistant", "content": answer})
 
 
-def _batch_rows(args: Any, saved: dict | None) -> list[dict]:
+def _batch_rows(args: Args, saved: RunArgs | None) -> list[dict]:
     from lmforge.data.pipeline import load_data
 
     data_args = args.data
     if args.infer.load_data_args:
         if not saved:
             raise UserError("--load_data_args needs a checkpoint with args.json", hint="pass --adapters CKPT")
-        run_dir = Path(saved.get("run_dir", ""))
-        val_file = run_dir / "val_dataset.jsonl"
-        data_args.val_dataset = [str(val_file)] if val_file.is_file() else list(saved.get("val_dataset") or [])
-        if not data_args.val_dataset:
+        val_file = Path(saved.run_dir or "") / "val_dataset.jsonl"
+        val = [str(val_file)] if saved.run_dir and val_file.is_file() else list(saved.val_dataset)
+        if not val:
             raise UserError("the training run had no validation data", hint="pass --val_dataset FILE")
+        data_args = dataclasses.replace(data_args, val_dataset=val)
     bundle = load_data(data_args, use_hf=args.model.use_hf, need_train=False)
     return [json.loads(r) for r in bundle.val["row"]]
 
 
-def batch(args: Any) -> int:
-    saved = restore_args(args, args.infer.load_args)
-    rows = _batch_rows(args, saved)
-    engine = build_engine(args)
-    cfg = sampling(args, batch=True)
+def batch(args: Args, resolved: ResolvedModel) -> int:
+    rows = _batch_rows(args, resolved.saved)
+    engine = build_engine(args, resolved)
+    cfg = sampling_from_args(args.generation, max_new_tokens=2048)
     convs, labels = [], []
     for row in rows:
         msgs = row["messages"]
         has_answer = msgs[-1]["role"] == "assistant"
         convs.append(msgs[:-1] if has_answer else msgs)
         labels.append(msgs[-1]["content"] if has_answer else None)
+    prompts = [engine.frontend.prompt_ids(c) for c in convs]
     t0 = time.perf_counter()
-    results = engine.generate(convs, cfg)
+    results = engine.generate(prompts, cfg)
     seconds = time.perf_counter() - t0
     generated = sum(r.completion_tokens for r in results)
     print(
         f"[lmforge] generated {generated} tokens for {len(results)} prompts in {seconds:.2f} s: "
-        f"{generated / max(seconds, 1e-9):.1f} tokens/s (--max_batch_size {args.infer.max_batch_size})"
+        f"{generated / max(seconds, 1e-9):.1f} tokens/s (--max_batch_size {args.infer.max_batch_size}, "
+        f"on {engine.capabilities.device})"
     )
-    path = _result_path(args)
+    path = _result_path(args, resolved)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         for conv, label, res in zip(convs, labels, results):
@@ -176,11 +166,11 @@ def batch(args: Any) -> int:
     return 0
 
 
-def _result_path(args: Any) -> Path:
+def _result_path(args: Args, resolved: ResolvedModel) -> Path:
     if args.infer.result_path:
         return Path(args.infer.result_path)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    if args.tuner.adapters:
-        return Path(args.tuner.adapters[0]) / "infer_result" / f"{stamp}.jsonl"
-    name = Path(args.model.model or "default").name
+    if resolved.adapters.paths:
+        return Path(resolved.adapters.paths[0]) / "infer_result" / f"{stamp}.jsonl"
+    name = Path(resolved.model or "default").name
     return Path("result") / name / "infer_result" / f"{stamp}.jsonl"

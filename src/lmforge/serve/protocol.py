@@ -1,4 +1,9 @@
-"""OpenAI request bodies (pydantic), validated strictly: a wrong type is a 400, never a 500."""
+"""OpenAI request bodies (pydantic), validated strictly: a wrong type is a 400, never a 500.
+
+Every field a request may carry is declared here and honoured. Fields of the OpenAI API this server cannot honour
+are declared too, so that a value asking for them (a penalty, a JSON response format, a forced tool) is a 400 that
+names the field instead of being dropped silently; unknown fields are a 400 as well.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+TEXT_PARTS = {"text": "text", "refusal": "refusal"}  # content-part type -> the key holding its text
+
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "tool"]
+    model_config = ConfigDict(extra="allow")  # name, tool_call_id, ...: passed on to the chat template
+    role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     reasoning_content: str | None = None
 
+    def media_parts(self) -> list[tuple[int, str]]:
+        """(index, type) of every content part that is not text: images, audio, video, files."""
+        if not isinstance(self.content, list):
+            return []
+        return [(j, str(p.get("type"))) for j, p in enumerate(self.content) if p.get("type") not in TEXT_PARTS]
+
     def plain(self) -> dict[str, Any]:
+        """The message as the chat template takes it (text parts joined)."""
         content = self.content
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if p.get("type") == "text")
-        msg: dict[str, Any] = {"role": self.role, "content": content or ""}
+        if isinstance(content, list):
+            content = "".join(str(p.get(TEXT_PARTS[p["type"]], "")) for p in content if p.get("type") in TEXT_PARTS)
+        role = "system" if self.role == "developer" else self.role  # OpenAI's newer name for the system turn
+        msg: dict[str, Any] = {**(self.model_extra or {}), "role": role, "content": content or ""}
         if self.tool_calls:
             msg["tool_calls"] = self.tool_calls
         if self.reasoning_content:
@@ -26,11 +41,21 @@ class ChatMessage(BaseModel):
         return msg
 
 
+def _unsupported(value: Any, neutral: tuple, what: str) -> Any:
+    if value not in neutral:
+        raise ValueError(f"{what} is not supported by this server")
+    return value
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
 class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     model: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=-1)
@@ -39,6 +64,11 @@ class _Sampling(BaseModel):
     seed: int | None = None
     n: int = Field(default=1, ge=1, le=16)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None  # informational (OpenAI uses it for abuse monitoring)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
     @classmethod
@@ -50,19 +80,59 @@ class _Sampling(BaseModel):
             raise ValueError("at most 8 stop sequences")
         return v
 
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _penalty(cls, v: float | None) -> float | None:
+        return _unsupported(v, (None, 0, 0.0), "a non-zero penalty (use repetition_penalty)")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, v: dict | None) -> dict | None:
+        return _unsupported(v or None, (None,), "logit_bias")
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
 
 class ChatRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice(cls, v: Any) -> Any:
+        return _unsupported(v, (None, "auto"), "tool_choice other than 'auto'")
+
+    @field_validator("parallel_tool_calls")
+    @classmethod
+    def _parallel(cls, v: Any) -> Any:
+        return _unsupported(v, (None, True), "parallel_tool_calls false")
+
+    @field_validator("response_format")
+    @classmethod
+    def _format(cls, v: Any) -> Any:
+        return _unsupported(None if v is None or v.get("type") == "text" else v, (None,), "response_format")
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    @field_validator("suffix")
+    @classmethod
+    def _suffix(cls, v: Any) -> Any:
+        return _unsupported(v or None, (None,), "suffix (insertion)")
 
 
 def error_body(

@@ -110,14 +110,16 @@ class ChatTemplate:
         """Character spans of `text` that carry loss."""
         if self.loss_scale == "all":
             return [(0, len(text))]
-        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        from lmforge.templates.loss_scale import LOSS_SCALES
+
+        rule = LOSS_SCALES.lookup(self.loss_scale)
         spans = []
         for i, msg in enumerate(messages):
             if msg["role"] != "assistant":
                 continue
             trained = msg.get("loss")
             if trained is None:
-                trained = self.loss_scale == "default" or i > last_user
+                trained = rule(messages, i)
             if not trained:
                 continue
             prefix = self.render(messages[:i], tools, add_generation_prompt=True)

@@ -36,12 +36,12 @@ def _reward_model(path: str, dtype: Any) -> Any:
 
     p = Path(path)
     if (p / "adapter_config.json").is_file():
-        saved = read_run_args(p) or {}
-        if not saved.get("model_dir"):
+        saved = read_run_args(p)
+        if saved is None or not saved.model_dir:
             raise UserError(f"--reward_model {path}: adapter without args.json naming its base model")
         from peft import PeftModel
 
-        base = load_model(Path(saved["model_dir"]), dtype=dtype, task="reward")
+        base = load_model(Path(saved.model_dir), dtype=dtype, task="reward")
         model = PeftModel.from_pretrained(base, str(p)).merge_and_unload()
     else:
         model = load_model(resolve_model_dir(path), dtype=dtype, task="reward")
@@ -87,38 +87,36 @@ class PPO:
         self.opt = torch.optim.AdamW(
             self.params, lr=job.learning_rate, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay
         )
-        self.stop_ids = job.setup.template.stop_ids()
+        from lmforge.infer.pt import PtEngine
+
+        self.engine = PtEngine(
+            policy, job.setup.template, max_batch_size=max(16, job.args.train.per_device_train_batch_size)
+        )
 
     def rollout(self, prompts: list[list[dict]]) -> dict[str, Any]:
+        """Sample one completion per prompt through the inference engine (the same sampling code as infer and
+        deploy), then lay prompt + completion out as one left-padded batch for the training forwards."""
         import torch
 
-        ids = [self.setup.template.prompt_ids(p) for p in prompts]
-        width = max(len(x) for x in ids)
-        pad = self.tok.pad_token_id
-        inp = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
-        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        self.policy.eval()
-        with torch.no_grad():
-            seq = self.policy.generate(
-                input_ids=inp,
-                attention_mask=att,
-                do_sample=True,
-                temperature=self.r.temperature,
-                top_k=None,
-                top_p=1.0,
-                max_new_tokens=self.r.max_completion_length,
-                eos_token_id=self.stop_ids,
-                pad_token_id=pad,
-            )
-        resp = seq[:, width:]
-        # mask: response tokens up to and including the first stop token
-        mask = torch.ones_like(resp, dtype=torch.float)
-        for i, row in enumerate(resp.tolist()):
-            cut = next((k + 1 for k, t in enumerate(row) if t in self.stop_ids), len(row))
-            mask[i, cut:] = 0
-        full_att = torch.cat([att, mask.long()], 1)
-        texts = [self.tok.decode(r[: int(m.sum())], skip_special_tokens=True) for r, m in zip(resp, mask)]
-        return {"seq": seq, "att": full_att, "width": width, "mask": mask, "texts": texts}
+        from lmforge.infer.engine import SamplingConfig
+
+        ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
+        cfg = SamplingConfig(max_new_tokens=self.r.max_completion_length, temperature=self.r.temperature)
+        done = self.engine.generate(ids, cfg)
+        width, length = max(len(x) for x in ids), max(max(len(c.token_ids) for c in done), 1)
+        pad = self.engine.frontend.pad_id
+        # the response mask covers each completion up to and including its stop token
+        rows_ = [
+            [pad] * (width - len(p)) + p + c.token_ids + [pad] * (length - len(c.token_ids)) for p, c in zip(ids, done)
+        ]
+        att = [
+            [0] * (width - len(p)) + [1] * (len(p) + len(c.token_ids)) + [0] * (length - len(c.token_ids))
+            for p, c in zip(ids, done)
+        ]
+        seq = torch.tensor(rows_, device=self.device)
+        full_att = torch.tensor(att, device=self.device)
+        mask = full_att[:, width:].float()
+        return {"seq": seq, "att": full_att, "width": width, "mask": mask, "texts": [c.text for c in done]}
 
     def _forward(self, seq: Any, att: Any, width: int) -> tuple[Any, Any]:
         out = self.policy(input_ids=seq, attention_mask=att, output_hidden_states=True)
@@ -269,7 +267,15 @@ _USES |= {"soft_max_length", "soft_cache_length"}
 # our own loop: one process, no evaluation, no Trainer integrations
 _LOOP_LACKS = {"gradient_accumulation_steps", "eval_steps", "per_device_eval_batch_size", "val_dataset"}
 _LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "report_to", "dataloader_num_workers"}
-_LOOP_LACKS |= {"lorap_lr_ratio", "use_galore", "lisa_activated_layers"}
+_LOOP_LACKS |= {
+    "lorap_lr_ratio",
+    "use_galore",
+    "lisa_activated_layers",
+    "loss_type",
+    "callbacks",
+    "optimizer",
+    "trainer",
+}
 
 
 @register_method("ppo", stage="rlhf", unsupported=frozenset((rlhf_flags() - _USES) | OWN_TRAINER_ONLY | _LOOP_LACKS))

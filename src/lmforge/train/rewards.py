@@ -16,17 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from lmforge.errors import UserError
+from lmforge.registry import Registry
 
 RewardFn = Callable[..., list[float]]
-REWARDS: dict[str, RewardFn] = {}
-
-
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    def deco(fn: RewardFn) -> RewardFn:
-        REWARDS[name] = fn
-        return fn
-
-    return deco
+REWARDS: Registry = Registry("reward function", "--reward_funcs")
+register_reward = REWARDS.register
 
 
 def _text(c: Any) -> str:

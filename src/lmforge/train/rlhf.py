@@ -82,16 +82,18 @@ def trl_method(
     name: str, spec: TrlSpec, uses: set[str], task: str = "causal_lm", check: Callable[[Args], None] | None = None
 ) -> None:
     """Register an rlhf type; rlhf flags outside `uses` and our-trainer-only flags are refused when set."""
-    unsupported = (rlhf_flags() - uses) | OWN_TRAINER_ONLY | {"enable_thinking"}
+    unsupported = (rlhf_flags() - uses) | OWN_TRAINER_ONLY | {"enable_thinking", "trainer"}
+    if "loss_type" not in uses:  # a TrainArgs flag: sft's plug-in loss, the trl variant here
+        unsupported |= {"loss_type"}
     register_method(name, stage="rlhf", task=task, unsupported=unsupported, check=check, extras={"trl": spec})(build)
 
 
 def _loss_types(job: Job, default: str) -> dict[str, Any]:
-    r = job.args.rlhf
-    losses = [r.loss_type or default]
-    if r.rpo_alpha is not None:  # RPO: DPO plus an NLL term on the chosen answer
-        return {"loss_type": [*losses, "sft"], "loss_weights": [1.0, r.rpo_alpha]}
-    return {"loss_type": losses} if r.loss_type else {}
+    loss_type, rpo_alpha = job.args.train.loss_type, job.args.rlhf.rpo_alpha
+    losses = [loss_type or default]
+    if rpo_alpha is not None:  # RPO: DPO plus an NLL term on the chosen answer
+        return {"loss_type": [*losses, "sft"], "loss_weights": [1.0, rpo_alpha]}
+    return {"loss_type": losses} if loss_type else {}
 
 
 def _max_length(job: Job, default: int | None = None) -> int | None:
@@ -105,7 +107,7 @@ def _cpo(job: Job, simpo: bool) -> dict[str, Any]:
         max_length=_max_length(job, 1024),
         max_completion_length=r.max_completion_length,
         simpo_gamma=r.simpo_gamma,
-        loss_type="simpo" if simpo else (r.loss_type or "sigmoid"),
+        loss_type="simpo" if simpo else (job.args.train.loss_type or "sigmoid"),
         cpo_alpha=0.0 if simpo and "cpo_alpha" not in job.explicit else r.cpo_alpha,
     )
 
@@ -118,7 +120,7 @@ def _grpo(job: Job) -> dict[str, Any]:
         temperature=r.temperature,
         use_vllm=r.use_vllm,
         **({"vllm_mode": "colocate"} if r.use_vllm else {}),
-        **({"loss_type": r.loss_type} if r.loss_type else {}),
+        **({"loss_type": t.loss_type} if t.loss_type else {}),
         log_completions=False,  # --log_completions writes completions.jsonl itself (_logged)
         generation_batch_size=math.lcm(t.per_device_train_batch_size * job.grad_accum, r.num_generations),
         reward_weights=r.reward_weights or None,
@@ -168,7 +170,7 @@ trl_method(
             desirable_weight=j.args.rlhf.desirable_weight,
             undesirable_weight=j.args.rlhf.undesirable_weight,
             max_length=_max_length(j),
-            **({"loss_type": j.args.rlhf.loss_type} if j.args.rlhf.loss_type else {}),
+            **({"loss_type": j.args.train.loss_type} if j.args.train.loss_type else {}),
         ),
         reference=True,
     ),

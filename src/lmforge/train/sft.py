@@ -66,7 +66,12 @@ def build(job: Job) -> Any:
     targs = transformers.TrainingArguments(
         **training_kwargs(job, val_ds is not None), prediction_loss_only=True, disable_tqdm=False
     )
-    trainer = LmforgeTrainer(
+    trainer_cls = LmforgeTrainer
+    if a.train.trainer:
+        from lmforge.train.extensions import TRAINERS
+
+        trainer_cls = TRAINERS.lookup(a.train.trainer)
+    trainer = trainer_cls(
         model=model,
         args=targs,
         train_dataset=train_ds,
@@ -75,8 +80,18 @@ def build(job: Job) -> Any:
         processing_class=job.setup.tokenizer,
         callbacks=callbacks(job),
         optimizers=(optimizer(job, model), None),
+        compute_loss_func=loss_function(a.train.loss_type),
     )
     return finish(trainer, job)
+
+
+def loss_function(name: str | None) -> Any:
+    """--loss_type: a plug-in's loss (transformers' compute_loss_func contract); None keeps our own."""
+    if name is None:
+        return None
+    from lmforge.train.extensions import LOSSES
+
+    return LOSSES.lookup(name)
 
 
 def flat_by_default(config: dict) -> bool:

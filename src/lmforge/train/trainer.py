@@ -93,14 +93,17 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
 
     # -- loss and metrics ----------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-        if model.training and "labels" in inputs and self._keeps_logits(model):
+        # a plug-in's --loss_type takes the Trainer's own path (compute_loss_func), which sees the whole logits
+        fast = self.compute_loss_func is None and self._keeps_logits(model)
+        if model.training and "labels" in inputs and fast:
             loss, outputs = self._trained_positions_loss(model, inputs, num_items_in_batch)
         else:
+            labels = inputs.get("labels")  # the Trainer pops them from `inputs` for compute_loss_func
             loss, outputs = super().compute_loss(
                 model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
             )
-            if model.training:
-                self._count(outputs.logits[:, :-1].argmax(-1), inputs["labels"][:, 1:], inputs)
+            if model.training and labels is not None:
+                self._count(outputs.logits[:, :-1].argmax(-1), labels[:, 1:], inputs)
         return (loss, outputs) if return_outputs else loss
 
     def _trained_positions_loss(self, model: Any, inputs: dict, num_items_in_batch: Any) -> tuple[Any, Any]:

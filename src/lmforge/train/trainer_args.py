@@ -59,17 +59,22 @@ def training_kwargs(job: Job, has_val: bool) -> dict[str, Any]:
 
 
 def optimizer(job: Job, model: Any) -> Any:
-    """LoRA+ needs its own parameter groups; everything else uses the Trainer's optimizer (None)."""
-    tu = job.args.tuner
+    """A plug-in's optimizer (--optimizer), LoRA+'s parameter groups, else the Trainer's own (None)."""
+    tu, t = job.args.tuner, job.args.train
+    if t.optimizer:
+        from lmforge.train.extensions import OPTIMIZERS
+
+        return OPTIMIZERS.lookup(t.optimizer)(model, lr=job.learning_rate, weight_decay=t.weight_decay)
     if tu.lorap_lr_ratio is None:
         return None
     from lmforge.tuners.peft_tuners import loraplus_optimizer
 
-    return loraplus_optimizer(model, job.learning_rate, tu.lorap_lr_ratio, job.args.train.weight_decay)
+    return loraplus_optimizer(model, job.learning_rate, tu.lorap_lr_ratio, t.weight_decay)
 
 
 def callbacks(job: Job) -> list:
-    """logging.jsonl and plots, the save at the last step, LISA when asked."""
+    """logging.jsonl and plots, the save at the last step, LISA when asked, plug-ins' callbacks."""
+    from lmforge.train.extensions import CALLBACKS
     from lmforge.train.trainer import JsonlLogger, SaveAtEnd
 
     out: list = [JsonlLogger(job.run_dir), SaveAtEnd()]
@@ -78,7 +83,7 @@ def callbacks(job: Job) -> list:
         from lmforge.tuners.callbacks import LISA
 
         out.append(LISA(tu.lisa_activated_layers, tu.lisa_step_interval, job.args.train.seed))
-    return out
+    return out + [CALLBACKS.lookup(name)() for name in job.args.train.callbacks]
 
 
 def finish(trainer: Any, job: Job) -> Any:

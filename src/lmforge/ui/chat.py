@@ -3,37 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lmforge.infer.engine import PtEngine, SamplingConfig
+from lmforge.infer.engine import sampling_from_args
+from lmforge.net import check_port
+from lmforge.runargs import resolve_model
 
-
-def _sampling(args: Any) -> SamplingConfig:
-    g = args.generation
-    return SamplingConfig(
-        max_new_tokens=g.max_new_tokens or 512,
-        temperature=g.temperature or 0.0,
-        top_p=g.top_p or 1.0,
-        top_k=g.top_k or 0,
-        repetition_penalty=g.repetition_penalty or 1.0,
-        stop=list(g.stop_words),
-    )
+if TYPE_CHECKING:
+    from lmforge.args.parser import Args
+    from lmforge.infer.engine import Engine, SamplingConfig
 
 
-def build_page(engine: PtEngine, cfg: SamplingConfig, title: str) -> Any:
+def message_text(content: Any) -> str:
+    """Gradio's Chatbot hands messages back with content as a list of parts ({"type": "text", "text": ...})."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else [content]
+    return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in parts)
+
+
+def build_page(engine: Engine, cfg: SamplingConfig, title: str) -> Any:
     import gradio as gr
 
-    default_system = engine.template.system or ""
-
-    def conversation(history: list[dict], system: str) -> list[dict]:
-        msgs = [{"role": m["role"], "content": m["content"]} for m in history]
-        return ([{"role": "system", "content": system}] if system.strip() else []) + msgs
+    fe = engine.frontend
+    default_system = fe.system or ""
 
     def answer(history: list[dict], system: str) -> Iterator[list[dict]]:
+        msgs = [{"role": m["role"], "content": message_text(m["content"])} for m in history]
+        # an emptied system box means no system prompt of ours (the template's own default may apply)
+        prompt = fe.prompt_ids(msgs, system=system.strip() or None)
         history = [*history, {"role": "assistant", "content": ""}]
-        for piece in engine.stream(conversation(history[:-1], system), cfg):
-            history[-1] = {"role": "assistant", "content": history[-1]["content"] + piece}
-            yield history
+        for event in engine.stream(prompt, cfg):  # the engine batches with any other open page
+            if event.text:
+                history[-1] = {"role": "assistant", "content": history[-1]["content"] + event.text}
+                yield history
         yield history
 
     def send(message: str, history: list[dict], system: str) -> Iterator[tuple[str, list[dict]]]:
@@ -71,23 +74,14 @@ def build_page(engine: PtEngine, cfg: SamplingConfig, title: str) -> Any:
     return page
 
 
-def run_app(args: Any) -> int:
-    from lmforge.infer.run import build_engine
-    from lmforge.serve.run import check_port
+def run_app(args: Args) -> int:
+    from lmforge.infer.loading import engine_from
 
     a = args.app
-    check_port(a.server_name, a.server_port)
-    args.infer = _InferShim(a.infer_backend, a.load_args)
-    engine = build_engine(args)
+    check_port(a.server_name, a.server_port, "--server_port")
+    engine = engine_from(resolve_model(args, a.load_args), a.infer_backend, max_batch_size=1)
     title = a.studio_title or "lmforge chat"
-    page = build_page(engine, _sampling(args), title)
-    print(f"[lmforge] chat page at http://{a.server_name}:{a.server_port}")
+    page = build_page(engine, sampling_from_args(args.generation, max_new_tokens=512), title)
+    print(f"[lmforge] chat page at http://{a.server_name}:{a.server_port} (model on {engine.capabilities.device})")
     page.queue().launch(server_name=a.server_name, server_port=a.server_port, share=a.share, show_error=True)
     return 0
-
-
-class _InferShim:
-    """build_engine reads these InferArgs fields; the app has no batch mode."""
-
-    def __init__(self, backend: str, load_args: bool):
-        self.infer_backend, self.load_args, self.merge_lora, self.max_batch_size = backend, load_args, False, 1

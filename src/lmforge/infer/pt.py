@@ -1,0 +1,305 @@
+"""The PyTorch engine: transformers `generate` on a loaded model, behind the dynamic-batching scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from lmforge.infer.engine import (
+    Capabilities,
+    Completion,
+    Engine,
+    EngineError,
+    SamplingConfig,
+    Score,
+    StreamEvent,
+    TokenLogprob,
+)
+from lmforge.infer.frontend import Frontend
+from lmforge.infer.scheduler import Request, Scheduler
+
+
+class PtEngine(Engine):
+    """An already loaded HF model (or peft model) as an `Engine`.
+
+    `template` is a ChatTemplate (or a Frontend). `adapters` are the names of peft adapters loaded into `model`
+    that a request may pick (`set_adapter`); a request without one runs with those adapters disabled. With no
+    names, the model runs as given (a LoRA policy keeps its LoRA on).
+
+    Contract for callers that train the model (PPO rollouts): each call switches the model to eval() and restores
+    its train/eval mode afterwards, runs under `torch.inference_mode` (nothing it returns carries gradients), puts
+    inputs on the model's device, and ignores the model's generation_config.json: only the SamplingConfig counts.
+    `Completion.token_ids` include the stop token when the row stopped on one.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        template: Any,
+        max_batch_size: int = 16,
+        *,
+        adapters: tuple[str, ...] | list[str] = (),
+        max_length: int | None = None,
+    ):
+        self.model = model
+        self.frontend = template if isinstance(template, Frontend) else Frontend(template)
+        self.template = self.frontend.template
+        self.tokenizer = self.frontend.tokenizer
+        self.adapter_names = tuple(adapters)
+        self.stop_ids = frozenset(self.frontend.stop_ids)
+        self.device = next(model.parameters()).device
+        config = getattr(model, "config", None)
+        self.model_path = str(getattr(config, "name_or_path", "") or "")
+        ctx = max_length or getattr(config, "max_position_embeddings", None) or 4096
+        self.capabilities = Capabilities(
+            adapters=self.adapter_names,
+            logprobs=True,
+            max_length=int(ctx),
+            device=str(self.device),
+        )
+        self._lock = threading.Lock()  # one forward at a time per model; the scheduler batches instead
+        self.scheduler = Scheduler(self._run_group, max_batch_size)
+
+    @property
+    def max_batch_size(self) -> int:
+        """Rows per forward pass (generate groups, score chunks, the server's batches)."""
+        return self.scheduler.max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, value: int) -> None:
+        self.scheduler.max_batch_size = value if value > 0 else 1 << 30
+
+    # -- the Engine interface -------------------------------------------------------------------------------
+    def _request(self, prompt: list[int], cfg: SamplingConfig, adapter: str | None, listener: Any = None) -> Request:
+        if not prompt:
+            raise ValueError("an empty prompt: give at least one token")
+        if adapter is not None and adapter not in self.adapter_names:
+            raise ValueError(f"unknown adapter '{adapter}'; loaded: {', '.join(self.adapter_names) or 'none'}")
+        return Request(list(prompt), cfg, self.frontend.decoder(cfg.stop), adapter, listener)
+
+    def generate(
+        self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> list[Completion]:
+        reqs = [self._request(p, cfg, adapter) for p in prompts]
+        self.scheduler.run_now(reqs)
+        return [r.completion() for r in reqs]
+
+    def stream(
+        self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]:
+        events: queue.Queue = queue.Queue()
+        req = self._request(prompt_ids, cfg, adapter, events.put)
+        self.scheduler.submit(req)
+        try:
+            while True:
+                event = events.get(timeout=600)
+                if isinstance(event, EngineError):
+                    raise event
+                yield event
+                if event.finish_reason is not None:
+                    return
+        finally:
+            req.cancelled.set()  # a consumer that went away: the row ends at its next token
+
+    async def astream(
+        self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        req = self._request(prompt_ids, cfg, adapter, lambda e: loop.call_soon_threadsafe(events.put_nowait, e))
+        self.scheduler.submit(req)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, EngineError):
+                    raise event
+                yield event
+                if event.finish_reason is not None:
+                    return
+        finally:
+            req.cancelled.set()
+
+    async def agenerate(
+        self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> list[Completion]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in prompts]
+
+        def listener(fut: asyncio.Future) -> Any:
+            def done(event: StreamEvent | EngineError) -> None:
+                if isinstance(event, EngineError) or event.finish_reason is not None:
+                    loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(event))
+
+            return done
+
+        reqs = [self._request(p, cfg, adapter, listener(f)) for p, f in zip(prompts, futures)]
+        for r in reqs:
+            self.scheduler.submit(r)
+        try:
+            ends = await asyncio.gather(*futures)
+        finally:
+            for r in reqs:
+                r.cancelled.set()
+        failed = next((e for e in ends if isinstance(e, EngineError)), None)
+        if failed is not None:
+            raise failed
+        return [r.completion() for r in reqs]
+
+    def score(
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+    ) -> list[Score]:
+        import torch
+
+        if len(prompts) != len(continuations):
+            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+        if any(not p for p in prompts):
+            raise ValueError("score needs a non-empty prompt for every continuation")
+        out: list[Score] = []
+        size = self.max_batch_size
+        for start in range(0, len(prompts), size):
+            rows = list(zip(prompts[start : start + size], continuations[start : start + size]))
+            seqs = [list(p) + list(c) for p, c in rows]
+            width = max(len(s) for s in seqs)
+            # right padding: causal attention never lets a real token see the padding after it
+            ids = torch.tensor([s + [self.frontend.pad_id] * (width - len(s)) for s in seqs], device=self.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+            with self._use(adapter):
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            for i, (p, c) in enumerate(rows):
+                if not c:
+                    out.append(Score([], True))
+                    continue
+                lp = logits[i, len(p) - 1 : len(p) - 1 + len(c)].float().log_softmax(-1)
+                target = torch.tensor(c, device=lp.device)
+                picked = lp.gather(-1, target[:, None])[:, 0]
+                out.append(Score(picked.tolist(), bool((lp.argmax(-1) == target).all())))
+        return out
+
+    # -- the batch runner (called by the scheduler) ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _use(self, adapter: str | None) -> Iterator[None]:
+        """Lock, eval mode, inference mode and the adapter choice for one forward or generate call."""
+        import torch
+
+        with self._lock:
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.inference_mode(), self._adapter(adapter):
+                    yield
+            finally:
+                if was_training:
+                    self.model.train()
+
+    def _adapter(self, adapter: str | None) -> Any:
+        if not self.adapter_names:
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    def _run_group(self, reqs: list[Request]) -> None:
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+        pad = self.frontend.pad_id
+        width = max(len(r.prompt_ids) for r in reqs)
+        ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in reqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in reqs])
+
+        class RowsDone(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                done = [r.finished or r.cancelled.is_set() for r in reqs]
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        cfg = reqs[0].cfg
+        recorder = _Recorder() if any(r.cfg.logprobs is not None for r in reqs) else None
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        with self._use(reqs[0].adapter), _no_model_defaults(self.model):
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=mask.to(self.device),
+                max_new_tokens=max(r.cfg.max_new_tokens for r in reqs),
+                eos_token_id=sorted(self.stop_ids),
+                pad_token_id=pad,
+                streamer=_Streamer(reqs, self.stop_ids, recorder),
+                stopping_criteria=StoppingCriteriaList([RowsDone()]),
+                logits_processor=LogitsProcessorList([recorder]) if recorder else None,
+                use_cache=True,
+                **_sampling_kwargs(cfg),
+            )
+
+
+def _sampling_kwargs(cfg: SamplingConfig) -> dict[str, Any]:
+    if cfg.greedy:
+        return {"do_sample": False, "repetition_penalty": cfg.repetition_penalty, "num_beams": 1}
+    return {
+        "do_sample": True,
+        "num_beams": 1,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "repetition_penalty": cfg.repetition_penalty,
+    }
+
+
+@contextlib.contextmanager
+def _no_model_defaults(model: Any) -> Iterator[None]:
+    """transformers fills every setting not passed to generate() from the model's generation_config.json (a
+    checkpoint's sampling temperature, min_p, ...): swap in a neutral one for the call. A peft model reads the
+    base model's attribute, so the innermost model is the one to swap."""
+    from transformers import GenerationConfig
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = inner.generation_config
+    inner.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
+
+
+class _Recorder:
+    """A logits processor that only remembers each step's log-probabilities (for `logprobs`)."""
+
+    def __init__(self) -> None:
+        self.last: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.last = scores.float().log_softmax(-1)
+        return scores
+
+    def info(self, row: int, token: int, k: int) -> TokenLogprob:
+        lp = self.last[row]
+        if not k:
+            return TokenLogprob(token, float(lp[token]))
+        top = lp.topk(k)
+        return TokenLogprob(token, float(lp[token]), tuple(zip(top.indices.tolist(), top.values.tolist())))
+
+
+class _Streamer:
+    """transformers calls put() with the prompt first, then with each step's new token per row."""
+
+    def __init__(self, reqs: list[Request], stop_ids: frozenset[int], recorder: _Recorder | None):
+        self.reqs, self.stop_ids, self.recorder = reqs, stop_ids, recorder
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for i, (req, tok) in enumerate(zip(self.reqs, value.reshape(-1).tolist())):
+            if req.finished:
+                continue
+            k = req.cfg.logprobs
+            info = self.recorder.info(i, tok, k) if (k is not None and self.recorder) else None
+            req.accept(tok, info, self.stop_ids)
+
+    def end(self) -> None:
+        pass  # the scheduler closes rows still open

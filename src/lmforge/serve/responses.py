@@ -1,0 +1,239 @@
+"""The two generation routes: chat completions and text completions, whole or streamed (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from lmforge.infer.engine import EngineError, StreamEvent, TokenLogprob
+from lmforge.infer.frontend import ThinkingRouter, split_reasoning
+from lmforge.serve.protocol import ChatRequest, CompletionRequest, error_body
+from lmforge.serve.state import ServeState, err, pick_adapter, sampling
+
+if TYPE_CHECKING:
+    from lmforge.infer.engine import SamplingConfig
+
+
+def _sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def _reason(event: StreamEvent) -> str:
+    return "length" if event.finish_reason == "length" else "stop"
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _events(
+    state: ServeState, prompt: list[int], cfg: SamplingConfig, adapter: str | None, n: int
+) -> AsyncIterator[tuple[int, StreamEvent | Exception]]:
+    """The events of n choices, interleaved as they come; leaving early cancels every choice."""
+    merged: asyncio.Queue = asyncio.Queue()
+
+    async def pump(i: int) -> None:
+        try:
+            async with contextlib.aclosing(state.engine.astream(prompt, cfg, adapter=adapter)) as events:
+                async for event in events:
+                    await merged.put((i, event))
+        except EngineError as e:
+            await merged.put((i, e))
+
+    tasks = [asyncio.create_task(pump(i)) for i in range(n)]
+    open_ = n
+    try:
+        while open_:
+            i, event = await merged.get()
+            if isinstance(event, Exception) or event.finish_reason is not None:
+                open_ -= 1
+            yield i, event
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _chat_logprob(state: ServeState, lp: TokenLogprob) -> dict:
+    text = state.engine.frontend.token_text
+    return {
+        "token": text(lp.token_id),
+        "logprob": lp.logprob,
+        "top_logprobs": [{"token": text(t), "logprob": v} for t, v in lp.top],
+    }
+
+
+def _media_error(state: ServeState, body: ChatRequest, name: str) -> JSONResponse | None:
+    if state.engine.capabilities.media:
+        return None
+    for i, m in enumerate(body.messages):
+        for j, kind in m.media_parts():
+            return err(
+                400,
+                f"model '{name}' is text-only: messages[{i}].content[{j}] is a '{kind}' part; send text parts only",
+                param=f"messages.{i}.content.{j}",
+            )
+    return None
+
+
+async def chat_completion(state: ServeState, body: ChatRequest) -> Any:
+    picked = pick_adapter(state, body.model)
+    if isinstance(picked, JSONResponse):
+        return picked
+    adapter, name = picked
+    refused = _media_error(state, body, name)
+    if refused is not None:
+        return refused
+    msgs = [m.plain() for m in body.messages]
+    try:
+        prompt = state.engine.frontend.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
+    except Exception as e:  # a template error on user input is a bad request
+        return err(400, f"messages: cannot apply the chat template ({str(e).splitlines()[0][:200]})")
+    cfg = sampling(state, body, len(prompt), (body.top_logprobs or 0) if body.logprobs else None)
+    if isinstance(cfg, JSONResponse):
+        return cfg
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    base = {"id": rid, "object": "chat.completion", "created": created, "model": name}
+    if body.stream:
+        stream = _chat_stream(state, body, prompt, cfg, adapter, {**base, "object": "chat.completion.chunk"})
+        return StreamingResponse(stream, media_type="text/event-stream")
+    try:
+        results = await state.engine.agenerate([prompt] * body.n, cfg, adapter=adapter)
+    except EngineError as e:
+        return err(500, str(e), "server_error")
+    choices = []
+    for i, r in enumerate(results):
+        reasoning, content = split_reasoning(r.text)
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            msg["reasoning_content"] = reasoning
+        choice: dict[str, Any] = {
+            "index": i,
+            "message": msg,
+            "finish_reason": "length" if r.finish_reason == "length" else "stop",
+        }
+        if r.logprobs is not None:
+            choice["logprobs"] = {"content": [_chat_logprob(state, lp) for lp in r.logprobs]}
+        choices.append(choice)
+    used = sum(r.completion_tokens for r in results)
+    return {**base, "choices": choices, "usage": _usage(len(prompt), used)}
+
+
+async def _chat_stream(
+    state: ServeState, body: ChatRequest, prompt: list[int], cfg: SamplingConfig, adapter: str | None, base: dict
+) -> AsyncIterator[str]:
+    routers = [ThinkingRouter() for _ in range(body.n)]
+    used = 0
+    for i in range(body.n):
+        yield _sse(
+            {**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        )
+    async for i, event in _events(state, prompt, cfg, adapter, body.n):
+        if isinstance(event, Exception):
+            yield _sse(error_body(str(event), "server_error"))
+            continue
+        used += event.token_id is not None
+        logprobs = {"content": [_chat_logprob(state, event.logprob)]} if event.logprob is not None else None
+        for piece, field in routers[i].route(event.text):
+            chunk: dict[str, Any] = {"index": i, "delta": {field: piece}, "finish_reason": None}
+            if logprobs is not None:
+                chunk["logprobs"], logprobs = logprobs, None
+            yield _sse({**base, "choices": [chunk]})
+        if logprobs is not None:  # a token that made no text yet still reports its logprob
+            yield _sse({**base, "choices": [{"index": i, "delta": {}, "logprobs": logprobs, "finish_reason": None}]})
+        if event.finish_reason is not None:
+            yield _sse({**base, "choices": [{"index": i, "delta": {}, "finish_reason": _reason(event)}]})
+    if body.include_usage:
+        yield _sse({**base, "choices": [], "usage": _usage(len(prompt), used)})
+    yield "data: [DONE]\n\n"
+
+
+def _text_logprobs(state: ServeState, lps: list[TokenLogprob], offset: int) -> dict:
+    """The legacy completions shape: tokens, token_logprobs, top_logprobs, text_offset."""
+    text = state.engine.frontend.token_text
+    tokens = [text(lp.token_id) for lp in lps]
+    offsets, at = [], offset
+    for t in tokens:
+        offsets.append(at)
+        at += len(t)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [lp.logprob for lp in lps],
+        "top_logprobs": [{text(t): v for t, v in lp.top} for lp in lps],
+        "text_offset": offsets,
+    }
+
+
+def _check_completion(body: CompletionRequest, prompts: list[str]) -> JSONResponse | None:
+    if not prompts or body.stream and len(prompts) > 1:
+        return err(400, "prompt: one prompt string (or a list, without stream)", param="prompt")
+    if body.best_of not in (None, body.n):
+        return err(400, "best_of: only best_of = n is supported", param="best_of")
+    if body.echo and body.logprobs is not None:
+        return err(400, "echo with logprobs needs prompt logprobs, which this server does not return", param="echo")
+    return None
+
+
+async def text_completion(state: ServeState, body: CompletionRequest) -> Any:
+    picked = pick_adapter(state, body.model)
+    if isinstance(picked, JSONResponse):
+        return picked
+    adapter, name = picked
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    refused = _check_completion(body, prompts)
+    if refused is not None:
+        return refused
+    base = {
+        "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": name,
+    }
+    choices: list[dict] = []
+    p_tokens = c_tokens = 0
+    for text in prompts:
+        ids = state.engine.frontend.text_ids(text)
+        cfg = sampling(state, body, len(ids), body.logprobs)
+        if isinstance(cfg, JSONResponse):
+            return cfg
+        if body.stream:
+            return StreamingResponse(
+                _completion_stream(state, body, ids, cfg, adapter, base), media_type="text/event-stream"
+            )
+        try:
+            results = await state.engine.agenerate([ids] * body.n, cfg, adapter=adapter)
+        except EngineError as e:
+            return err(500, str(e), "server_error")
+        for r in results:
+            head = text if body.echo else ""
+            lps = _text_logprobs(state, r.logprobs, len(head)) if r.logprobs is not None else None
+            reason = "length" if r.finish_reason == "length" else "stop"
+            choices.append({"index": len(choices), "text": head + r.text, "finish_reason": reason, "logprobs": lps})
+            c_tokens += r.completion_tokens
+        p_tokens += len(ids) * body.n
+    return {**base, "choices": choices, "usage": _usage(p_tokens, c_tokens)}
+
+
+async def _completion_stream(
+    state: ServeState, body: CompletionRequest, ids: list[int], cfg: SamplingConfig, adapter: str | None, base: dict
+) -> AsyncIterator[str]:
+    used = 0
+    async for i, event in _events(state, ids, cfg, adapter, body.n):
+        if isinstance(event, Exception):
+            yield _sse(error_body(str(event), "server_error"))
+            continue
+        used += event.token_id is not None
+        reason = _reason(event) if event.finish_reason is not None else None
+        lps = _text_logprobs(state, [event.logprob], 0) if event.logprob is not None else None
+        if event.text or reason or lps:
+            choice = {"index": i, "text": event.text, "finish_reason": reason, "logprobs": lps}
+            yield _sse({**base, "choices": [choice]})
+    if body.include_usage:
+        yield _sse({**base, "choices": [], "usage": _usage(len(ids), used)})
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,112 @@
+"""`lmforge export --merge_lora` driven as a user would: the merged folder answers as base+adapter did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+from tests.infer.helpers import train_calculator_lora
+
+PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
+
+
+@pytest.fixture(scope="module")
+def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
+    return train_calculator_lora(tmp_path_factory.mktemp("lora"), tiny_llama)
+
+
+def _engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):
+    from lmforge.args import TemplateArgs
+    from lmforge.infer.engine import load_engine
+
+    return load_engine(
+        model_dir,
+        base_adapters=adapters,
+        dtype="float32",
+        template_args=TemplateArgs(system="You are a calculator."),
+        tokenizer_dir=tokenizer_dir,
+        max_batch_size=8,
+    )
+
+
+def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.runargs import read_run_args
+
+    out = tmp_path / "merged"
+    r = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    for f in ("config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json", "args.json"):
+        assert (out / f).is_file(), f
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == [2]
+    assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
+    saved = read_run_args(out)
+    assert saved.model_dir is None and saved.base_model_dir and saved.merged_from == [str(lora_ckpt)]
+    assert saved.system == "You are a calculator."
+    again = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+    base = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    merged = _engine(out, [])
+    ids = torch.tensor([base.frontend.prompt_ids([{"role": "user", "content": PROMPTS[0]}])])
+    with torch.inference_mode():
+        diff = (base.model(ids).logits - merged.model(ids).logits).abs().max().item()
+        lora_effect = (base.model(ids).logits - _engine(tiny_llama, []).model(ids).logits).abs().max().item()
+    assert diff <= 1e-4 and lora_effect > 1e-3  # equal to the adapter, and the adapter does change the model
+    cfg = SamplingConfig(max_new_tokens=12)
+    convs = [[{"role": "user", "content": p}] for p in PROMPTS]
+    assert [c.text for c in base.chat(convs, cfg)] == [c.text for c in merged.chat(convs, cfg)]
+
+
+def test_merged_model_restores_its_system_prompt(lora_ckpt, tmp_path):
+    """`--model MERGED` alone: args.json next to the weights gives the template and system prompt back."""
+    out = tmp_path / "m"
+    r = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    from lmforge.args import ModelArgs, TemplateArgs, TunerArgs
+    from lmforge.args.parser import Args
+    from lmforge.runargs import resolve_model
+
+    args = Args({"model": ModelArgs(model=str(out)), "template": TemplateArgs(), "tuner": TunerArgs()}, {"model"})
+    r = resolve_model(args, True)
+    assert r.model == str(out) and r.template_args.system == "You are a calculator."
+
+
+def test_push_offline_is_one_line_and_keeps_the_merge(lora_ckpt, tmp_path):
+    r = run_cli(
+        "export",
+        "--adapters",
+        str(lora_ckpt),
+        "--merge_lora",
+        "true",
+        "--output_dir",
+        str(tmp_path / "m"),
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "someone/model",
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")},
+    )
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert r.returncode != 0 and len(errors) == 1 and "push to 'someone/model' failed" in errors[0]
+    assert (tmp_path / "m" / "model.safetensors").is_file()  # the merge itself is kept
+
+
+def test_export_errors_are_one_line(tiny_llama, tmp_path):
+    r = run_cli("export", "--adapters", str(tiny_llama), "--merge_lora", "true")
+    assert r.returncode != 0 and "is a full-weight checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("export", "--adapters", str(tmp_path / "nope"), "--merge_lora", "true")
+    assert r.returncode != 0 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_does_not_import_infer():
+    import subprocess
+    import sys
+
+    code = "import sys, lmforge.export.merge; print(any(m.startswith('lmforge.infer') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
