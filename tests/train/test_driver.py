@@ -129,7 +129,8 @@ def test_rlhf_report_to_tensorboard_writes_events(tmp_path, tiny_llama):
             "--num_generations is not supported by rlhf --rlhf_type dpo",
         ),
         (["--rlhf_type", "rm", "--beta", "0.2"], "--beta is not supported by rlhf --rlhf_type rm"),
-        (["--rlhf_type", "ppo", "--reward_funcs", "format", "--deepspeed", "zero2"], "--deepspeed is not supported"),
+        (["--rlhf_type", "ppo", "--reward_funcs", "format", "--fsdp", "fsdp2"], "--fsdp is not supported"),
+        (["--rlhf_type", "ppo", "--reward_funcs", "format", "--report_to", "wandb"], "--report_to wandb is not"),
     ],
 )
 def test_a_flag_the_method_does_not_use_is_refused(argv, needle, tmp_path, tiny_llama, capsys):

@@ -245,6 +245,11 @@ class PPO:
         rng = random.Random(t.seed)
         start = self.resume(resume_from_checkpoint, rng) if resume_from_checkpoint else 0
         log: list[dict] = []
+        board = None
+        if "tensorboard" in self.job.report_to:  # the same runs/ folder the Trainer's integration writes
+            from torch.utils.tensorboard import SummaryWriter
+
+            board = SummaryWriter(str(self.run_dir / "runs"))
         print(f"[lmforge] ppo on {len(prompts)} prompts for {steps} steps")
         for step in range(start + 1, steps + 1):
             batch = rng.sample(prompts, min(t.per_device_train_batch_size, len(prompts)))
@@ -256,9 +261,13 @@ class PPO:
                 with (self.run_dir / "logging.jsonl").open("a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
                 print(f"[ppo] step {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
+                for key, value in stats.items() if board else ():
+                    board.add_scalar(f"train/{key}", value, step)
             if step % t.save_steps == 0 or step == steps:
                 self.save(step, rng, log)
                 draw_plots(self.run_dir)
+        if board is not None:
+            board.close()
 
 
 _USES = {"max_completion_length", "temperature", "reward_funcs", "reward_weights", "reward_model", "log_completions"}
@@ -266,7 +275,7 @@ _USES |= {"num_ppo_epochs", "kl_coef", "cliprange", "cliprange_value", "vf_coef"
 _USES |= {"soft_max_length", "soft_cache_length"}
 # our own loop: one process, no evaluation, no Trainer integrations
 _LOOP_LACKS = {"gradient_accumulation_steps", "eval_steps", "per_device_eval_batch_size", "val_dataset"}
-_LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "report_to", "dataloader_num_workers"}
+_LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "dataloader_num_workers"}
 _LOOP_LACKS |= {
     "lorap_lr_ratio",
     "use_galore",
@@ -283,6 +292,9 @@ def build(job: Job) -> PPO:
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
 
+    others = [name for name in job.args.train.report_to if name not in ("tensorboard", "none")]
+    if others:
+        raise UserError(f"--report_to {others[0]} is not supported by rlhf --rlhf_type ppo", hint="use tensorboard")
     policy = load_policy(job)
     r = job.args.rlhf
     reward = _reward_model(r.reward_model, job.precision.dtype).to(policy.device) if r.reward_model else None
