@@ -175,9 +175,9 @@ def entry() -> None:
 
     code = main()
     if "torch" in sys.modules and all(t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        import atexit
+        from lmforge.thirdparty import run_exit_handlers
 
-        atexit._run_exitfuncs()
+        run_exit_handlers()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -130,10 +130,9 @@ def convert_gguf(path: Path, name: str | None = None) -> Path:
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         except Exception as e:
             raise UserError(f"{path}: not a readable GGUF model ({str(e).splitlines()[0][:160] if str(e) else e!r})")
-        # the weights are dequantized fp32 now; drop the GGUF marker so transformers agrees to save them
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+        from lmforge.thirdparty import drop_gguf_quantizer
+
+        drop_gguf_quantizer(model)  # the weights are dequantized fp32 now: transformers may save them
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / ".complete").write_text(json.dumps({"source": str(path)}))
@@ -175,10 +174,9 @@ def bf16_supported() -> bool:
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    try:  # AMX / AVX512-BF16 on x86, or bf16 on Arm: what oneDNN uses for fast bf16 matmuls
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
+    from lmforge.thirdparty import mkldnn_bf16_supported
+
+    return mkldnn_bf16_supported()
 
 
 def load_model(

@@ -43,9 +43,9 @@ def beta(job: Job, spec: TrlSpec) -> float | None:
 
 def build(job: Job) -> Any:
     """rows -> model -> trl trainer, with our atomic checkpoints mixed in (no __init__ bypassed)."""
+    from lmforge.thirdparty import with_checkpoint_hooks
     from lmforge.train.job import record
     from lmforge.train.loading import load_frozen, load_policy
-    from lmforge.train.trainer import with_atomic_checkpoints
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
     from lmforge.train.trl_api import trainer_classes
 
@@ -73,7 +73,7 @@ def build(job: Job) -> Any:
         kwargs["ref_model"] = load_frozen(job, r.ref_model, r.ref_adapters) if r.ref_model or r.ref_adapters else None
     if spec.inputs is not None:
         kwargs.update(spec.inputs(job))
-    trainer = with_atomic_checkpoints(trainer_cls)(**kwargs)
+    trainer = with_checkpoint_hooks(trainer_cls)(**kwargs)
     print(f"[lmforge] {name} on {len(train_ds)} rows")
     return finish(trainer, job)
 

@@ -1,7 +1,7 @@
 """transformers' Trainer with three additions, each small:
 
 - checkpoints are written to `<run>/.staging/checkpoint-N` and renamed into place when complete, so a kill during a
-  save never leaves a half checkpoint that resume would pick up (AtomicCheckpoints, also mixed into trl trainers);
+  save never leaves a half checkpoint that resume would pick up (thirdparty.CheckpointHooks, also mixed into trl's);
 - token accuracy and real (non-padding) tokens per second are measured on the logits the step already computed;
 - each checkpoint also gets args.json (so `--adapters CKPT` alone restores model, template and system prompt).
 """
@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import rotate_checkpoints
 
-from lmforge.runargs import write_run_args
+from lmforge.thirdparty import CheckpointHooks
 from lmforge.train.output import draw_plots
 
 IGNORE = -100
@@ -28,55 +25,7 @@ IGNORE = -100
 PLAIN_HEAD_MODELS = ("llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2", "gemma")
 
 
-class AtomicCheckpoints:
-    """Mixed into a Trainer (ours or trl's, without touching their __init__): checkpoints are written to
-    `<run>/.staging/checkpoint-N` and renamed into place when complete, with args.json inside."""
-
-    def _get_output_dir(self, trial: Any) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return os.path.join(run_dir, ".staging") if getattr(self, "_staging", False) else run_dir
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        if self.args.world_size > 1:
-            # every rank writes its RNG state into the checkpoint: no single rename can cover that, so several
-            # processes use the Trainer's own layout (rank 0 adds args.json)
-            super()._save_checkpoint(model, trial)
-            if self.args.should_save:
-                path = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}" / "args.json"
-                write_run_args(path, getattr(self, "args_json", {}))
-            return
-        run_dir = Path(super()._get_output_dir(trial))
-        name = f"checkpoint-{self.state.global_step}"
-        staging = run_dir / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        t0 = time.perf_counter()
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        if self.args.should_save:
-            write_run_args(staging / name / "args.json", getattr(self, "args_json", {}))
-            final = run_dir / name
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
-            shutil.rmtree(staging, ignore_errors=True)
-            rotate_checkpoints(
-                output_dir=str(run_dir),
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
-        if hasattr(self, "_last_log_time"):
-            self._last_log_time += time.perf_counter() - t0
-
-
-def with_atomic_checkpoints(trainer_cls: type) -> type:
-    """A trl trainer class with AtomicCheckpoints mixed in (its own __init__ runs unchanged)."""
-    return type(f"Atomic{trainer_cls.__name__}", (AtomicCheckpoints, trainer_cls), {})
-
-
-class LmforgeTrainer(AtomicCheckpoints, Trainer):
+class LmforgeTrainer(CheckpointHooks, Trainer):
     """Our SFT/PT trainer: atomic checkpoints plus token accuracy and real tokens/s in the logs."""
 
     def __init__(self, *args: Any, args_json: dict | None = None, **kwargs: Any):
@@ -205,28 +154,6 @@ class LmforgeTrainer(AtomicCheckpoints, Trainer):
         if self._flos_params is None:
             self._flos_params = self.model.num_parameters(exclude_embeddings=True)
         return 6 * inputs[main_input].numel() * self._flos_params
-
-    # -- bottleneck adapters (tuners/adapter.py) save and resume only their own weights -----------------------
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        from lmforge.tuners.adapter import has_adapters, save_adapters
-
-        model = self.accelerator.unwrap_model(self.model)
-        if not has_adapters(model):
-            return super()._save(output_dir, state_dict)
-        if self.args.should_save:
-            output_dir = output_dir or self.args.output_dir
-            save_adapters(model, output_dir)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(output_dir)
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        from lmforge.tuners.adapter import is_adapter_dir, load_adapters
-
-        if is_adapter_dir(resume_from_checkpoint):
-            load_adapters(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
-            return
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         t0 = time.perf_counter()

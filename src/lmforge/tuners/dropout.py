@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from lmforge.thirdparty import swap_lora_dropout
+
 _ONE_BITS = {torch.bfloat16: 0x3F80, torch.float16: 0x3C00}  # the 16-bit patterns of 1.0
 
 
@@ -59,6 +61,6 @@ def use_lane_dropout(model: nn.Module) -> int:
             continue
         for name, drop in list(drops.items()):
             if isinstance(drop, nn.Dropout) and drop.p > 0:
-                drops[name] = LaneDropout(drop.p)
+                swap_lora_dropout(module, name, LaneDropout(drop.p))
                 swapped += 1
     return swapped

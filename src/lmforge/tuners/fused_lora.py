@@ -15,12 +15,12 @@ adapters, quantised bases, trainable base weights) keep peft's own forward.
 
 from __future__ import annotations
 
-from types import MethodType
 from typing import Any
 
 import torch
 from torch import nn
 
+from lmforge.thirdparty import swap_lora_forward
 from lmforge.tuners.dropout import keep_mask
 
 
@@ -98,6 +98,6 @@ def use_fused_lora(model: nn.Module) -> int:
     n = 0
     for module in model.modules():
         if _fusable(module):
-            module.forward = MethodType(_fused_forward, module)
+            swap_lora_forward(module, _fused_forward)
             n += 1
     return n

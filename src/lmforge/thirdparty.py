@@ -1,0 +1,144 @@
+"""Every change lmforge makes to a third-party object, and every private third-party name it calls, in one place.
+
+Each entry says why and the upstream version it was checked against (CHECKED); tests/test_thirdparty.py fails
+when upstream changes what an entry relies on, so an upgrade shows here first instead of as a wrong result.
+Nothing here patches a class: the changes are per instance (a layer's forward, a dropout entry, a loaded model's
+quantizer marker) or an override in our own Trainer subclass (CheckpointHooks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from types import MethodType
+from typing import Any
+
+CHECKED = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0"}
+
+# the private transformers.Trainer methods CheckpointHooks overrides, with the parameters it relies on
+TRAINER_PRIVATE = {
+    "_get_output_dir": ("self", "trial"),
+    "_save_checkpoint": ("self", "model", "trial"),
+    "_save": ("self", "output_dir", "state_dict"),
+    "_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"),
+}
+# the attributes of peft's lora.Linear that the fused CPU forward (tuners/fused_lora.py) reads
+PEFT_LORA_LINEAR = ("base_layer", "lora_A", "lora_B", "lora_dropout", "scaling", "active_adapters", "merged")
+
+
+def swap_lora_forward(layer: Any, forward: Any) -> None:
+    """peft 0.21.2: give one lora.Linear *instance* another forward (tuners/fused_lora.py); the class is untouched."""
+    layer.forward = MethodType(forward, layer)
+
+
+def swap_lora_dropout(layer: Any, adapter: str, module: Any) -> None:
+    """peft 0.21.2: `lora_dropout` is a ModuleDict of nn.Dropout/nn.Identity keyed by adapter name
+    (tuners/dropout.py swaps in LaneDropout)."""
+    layer.lora_dropout[adapter] = module
+
+
+def drop_gguf_quantizer(model: Any) -> None:
+    """transformers 5.24: a GGUF load marks the (dequantized fp32) model as quantized, and save_pretrained then
+    refuses; the weights are plain tensors, so the marker goes."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def mkldnn_bf16_supported() -> bool:
+    """torch 2.13: whether oneDNN has fast bf16 matmuls on this CPU (AMX / AVX512-BF16 / Arm bf16); the public
+    API only answers for CUDA. False when the private op is gone."""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def run_exit_handlers() -> None:
+    """CPython 3.10-3.13: run atexit handlers now (the CLI then leaves with os._exit, skipping a 1.5 s teardown)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+
+
+class CheckpointHooks:
+    """Mixed into a Trainer (ours, or trl's through `with_checkpoint_hooks`), overriding the private methods in
+    TRAINER_PRIVATE:
+
+    - checkpoints are written to `<run>/.staging/checkpoint-N` and renamed into place when complete, with args.json
+      inside, so a kill during a save never leaves a half checkpoint that resume would pick up;
+    - bottleneck/ReFT tuners (tuners/adapter.py) save and resume only their own weights.
+    """
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, ".staging") if getattr(self, "_staging", False) else run_dir
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        from transformers.trainer_utils import rotate_checkpoints
+
+        from lmforge.runargs import write_run_args
+
+        name = f"checkpoint-{self.state.global_step}"
+        if self.args.world_size > 1:
+            # every rank writes its RNG state into the checkpoint: no single rename can cover that, so several
+            # processes use the Trainer's own layout (rank 0 adds args.json)
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                write_run_args(Path(self._get_output_dir(trial)) / name / "args.json", getattr(self, "args_json", {}))
+            return
+        run_dir = Path(super()._get_output_dir(trial))
+        staging = run_dir / ".staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        t0 = time.perf_counter()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        if self.args.should_save:
+            write_run_args(staging / name / "args.json", getattr(self, "args_json", {}))
+            final = run_dir / name
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=str(run_dir),
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=False,
+            )
+        if hasattr(self, "_last_log_time"):  # tokens/s counts training time only
+            self._last_log_time += time.perf_counter() - t0
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        import torch
+
+        from lmforge.tuners.adapter import has_adapters, save_adapters
+
+        model = self.accelerator.unwrap_model(self.model)
+        if not has_adapters(model):
+            return super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            output_dir = output_dir or self.args.output_dir
+            save_adapters(model, output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from lmforge.tuners.adapter import is_adapter_dir, load_adapters
+
+        if is_adapter_dir(resume_from_checkpoint):
+            load_adapters(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def with_checkpoint_hooks(trainer_cls: type) -> type:
+    """A trl trainer class with CheckpointHooks mixed in (its own __init__ runs unchanged)."""
+    return type(f"Atomic{trainer_cls.__name__}", (CheckpointHooks, trainer_cls), {})

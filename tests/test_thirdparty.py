@@ -1,0 +1,79 @@
+"""What lmforge relies on in third-party code (lmforge/thirdparty.py): each test fails when upstream changes it."""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+from importlib.metadata import version
+
+import pytest
+import torch
+
+from lmforge import thirdparty
+
+
+def test_versions_are_the_checked_ones_or_the_check_is_updated():
+    """An upgrade must come with a re-check of this module: bump CHECKED once the tests below pass again."""
+    for pkg, checked in thirdparty.CHECKED.items():
+        assert version(pkg).split("+")[0] == checked, f"{pkg} {version(pkg)}: re-check lmforge/thirdparty.py"
+
+
+def test_trainer_private_methods_keep_their_parameters():
+    from transformers import Trainer
+
+    for name, params in thirdparty.TRAINER_PRIVATE.items():
+        assert hasattr(Trainer, name), name
+        assert tuple(inspect.signature(getattr(Trainer, name)).parameters)[: len(params)] == params, name
+
+
+def test_peft_lora_linear_keeps_what_the_fused_forward_reads(tiny_llama):
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import Linear
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), LoraConfig(r=2, target_modules=["q_proj"], lora_dropout=0.1)
+    )
+    layer = next(m for m in model.modules() if type(m) is Linear)
+    for attr in thirdparty.PEFT_LORA_LINEAR:
+        assert hasattr(layer, attr), attr
+    assert isinstance(layer.lora_dropout, torch.nn.ModuleDict) and isinstance(
+        layer.lora_dropout["default"], torch.nn.Dropout
+    )
+    swapped = torch.nn.Identity()
+    thirdparty.swap_lora_dropout(layer, "default", swapped)
+    assert layer.lora_dropout["default"] is swapped
+    thirdparty.swap_lora_forward(layer, lambda self, x, *a, **k: x * 0)
+    assert float(layer(torch.ones(1, 64)).abs().sum()) == 0  # the instance's forward is the one called
+    assert type(layer).forward is Linear.forward  # the class is untouched
+
+
+def test_private_torch_and_stdlib_calls_exist():
+    assert callable(torch.ops.mkldnn._is_mkldnn_bf16_supported)
+    assert isinstance(thirdparty.mkldnn_bf16_supported(), bool)
+    assert callable(atexit._run_exitfuncs)
+
+
+def test_a_gguf_load_still_needs_the_quantizer_reset_to_save(tmp_path):
+    """The embedded GGUF, loaded as the converter does: marked quantized, and saveable once the marker is gone."""
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.models.loader import embedded_gguf
+
+    gguf = embedded_gguf()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    assert model.hf_quantizer is not None  # gone upstream: drop_gguf_quantizer is no longer needed
+    thirdparty.drop_gguf_quantizer(model)
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "cpo", "orpo", "rm", "grpo", "gkd"])
+def test_trl_trainers_take_what_the_driver_passes(method):
+    from lmforge.train.trl_api import trainer_classes
+
+    config_cls, trainer_cls = trainer_classes(method)
+    params = inspect.signature(trainer_cls.__init__).parameters
+    for name in ("model", "args", "train_dataset", "eval_dataset", "processing_class", "callbacks", "optimizers"):
+        assert name in params, (method, name)
+    assert {"gradient_checkpointing", "report_to", "bf16"} <= set(inspect.signature(config_cls).parameters)
