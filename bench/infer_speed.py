@@ -15,7 +15,8 @@ PROMPTS = [f"Write two sentences about the number {i}." for i in range(16)]
 def main() -> None:
     import torch
 
-    from lmforge.infer.engine import SamplingConfig, load_engine
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.infer.engines import load_engine
 
     cfg = SamplingConfig(max_new_tokens=64)
     for dtype in (torch.float32, torch.bfloat16):

@@ -5,7 +5,8 @@ import sys
 import time
 
 from lmforge.args import TemplateArgs
-from lmforge.infer.engine import SamplingConfig, load_engine
+from lmforge.infer.engine import SamplingConfig
+from lmforge.infer.engines import load_engine
 
 # fp32 as before the engine seam, so the figure stays comparable with earlier runs
 engine = load_engine(sys.argv[1], dtype="float32", template_args=TemplateArgs(system=sys.argv[2]))

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
 from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs, PluginArgs, RLHFArgs
-from lmforge.args.validate import check_flags, check_names, check_rules
+from lmforge.args.validate import check_flags, check_rules
 from lmforge.errors import UserError
+from lmforge.names import check_names
 
 
 @dataclass(frozen=True)

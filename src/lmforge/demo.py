@@ -54,7 +54,8 @@ TRAIN_FLAGS = [
 
 
 def answers(model_dir: Path, adapters: list[str]) -> list[str]:
-    from lmforge.infer.engine import SamplingConfig, load_engine
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.infer.engines import load_engine
 
     engine = load_engine(model_dir, base_adapters=adapters, dtype="float32", max_batch_size=len(QUESTIONS))
     convs = [[{"role": "user", "content": q}] for q in QUESTIONS]

@@ -148,7 +148,7 @@ def print_estimate(
     import torch
 
     from lmforge.errors import UserError
-    from lmforge.train.precision import training_precision
+    from lmforge.precision import training_precision
     from lmforge.tuners.table import get_tuner
 
     precision = training_precision(args.model.torch_dtype, get_tuner(args.tuner.tuner_type).trains_weights)

@@ -71,7 +71,8 @@ class CheckpointHooks:
 
     - checkpoints are written to `<run>/.staging/checkpoint-N` and renamed into place when complete, with args.json
       inside, so a kill during a save never leaves a half checkpoint that resume would pick up;
-    - bottleneck/ReFT tuners (tuners/adapter.py) save and resume only their own weights.
+    - a subclass may save and resume only its own weights (save_hooked_adapters / load_hooked_adapters: our
+      Trainer does for the bottleneck/ReFT tuners).
     """
 
     def _get_output_dir(self, trial: Any) -> str:
@@ -116,27 +117,19 @@ class CheckpointHooks:
             self._last_log_time += time.perf_counter() - t0
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        import torch
-
-        from lmforge.tuners.adapter import has_adapters, save_adapters
-
-        model = self.accelerator.unwrap_model(self.model)
-        if not has_adapters(model):
-            return super()._save(output_dir, state_dict)
-        if self.args.should_save:
-            output_dir = output_dir or self.args.output_dir
-            save_adapters(model, output_dir)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(output_dir)
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        if not self.save_hooked_adapters(output_dir or self.args.output_dir):
+            super()._save(output_dir, state_dict)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        from lmforge.tuners.adapter import is_adapter_dir, load_adapters
+        if not self.load_hooked_adapters(resume_from_checkpoint, model or self.model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-        if is_adapter_dir(resume_from_checkpoint):
-            load_adapters(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
-            return
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+    def save_hooked_adapters(self, output_dir: str) -> bool:
+        """Save only a hooked tuner's weights (our Trainer: tuners/adapter.py); False: the Trainer's own save."""
+        return False
+
+    def load_hooked_adapters(self, path: str, model: Any) -> bool:
+        return False
 
 
 def with_checkpoint_hooks(trainer_cls: type) -> type:

@@ -13,7 +13,8 @@ import pytest
 
 from lmforge import cli
 from lmforge.args.parser import FlagSpec, flag_specs, parse_flags
-from lmforge.args.validate import REGISTRY_KINDS, check_flags, check_names
+from lmforge.args.validate import check_flags
+from lmforge.names import REGISTRY_KINDS, check_names
 from tests.conftest import run_cli
 
 # string flags with nothing to check before a model loads: names, hub ids, free text, model-dependent module names

@@ -14,7 +14,7 @@ QUESTIONS = ["What is 3 plus 3?", "Hello there", "Tell me a long story about a d
 
 @pytest.fixture(scope="module")
 def engine(tiny_llama):
-    from lmforge.infer.engine import load_engine
+    from lmforge.infer.engines import load_engine
 
     return load_engine(tiny_llama, dtype="float32", max_batch_size=8)
 
@@ -22,7 +22,7 @@ def engine(tiny_llama):
 @pytest.fixture(scope="module")
 def lively(tiny_llama):
     """tiny_llama with its weights scaled up: a random model at init answers greedily with newlines only."""
-    from lmforge.infer.engine import load_engine
+    from lmforge.infer.engines import load_engine
 
     eng = load_engine(tiny_llama, dtype="float32", max_batch_size=8)
     torch.manual_seed(1)
@@ -138,7 +138,7 @@ def test_named_adapters_switch_per_request(tiny_llama, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lmforge.infer.engine import load_engine
+    from lmforge.infer.engines import load_engine
 
     torch.manual_seed(0)
     model = get_peft_model(
@@ -186,7 +186,7 @@ def test_decoder_is_incremental_and_exact(smol_tok):
 
 def test_unknown_and_missing_backends_are_one_line():
     from lmforge.errors import UserError
-    from lmforge.infer.engine import ENGINES, load_engine
+    from lmforge.infer.engines import ENGINES, load_engine
 
     assert {"pt", "transformers", "vllm", "sglang", "lmdeploy"} <= set(ENGINES)
     with pytest.raises(UserError, match="--infer_backend vllm needs"):

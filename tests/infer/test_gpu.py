@@ -23,7 +23,7 @@ def cuda() -> None:
 
 
 def test_engine_puts_model_and_inputs_on_cuda(cuda, tiny_llama):
-    from lmforge.infer.engine import load_engine
+    from lmforge.infer.engines import load_engine
 
     engine = load_engine(tiny_llama, max_batch_size=4)
     assert engine.capabilities.device.startswith("cuda")

@@ -21,7 +21,7 @@ def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
 
 def _engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):
     from lmforge.args import TemplateArgs
-    from lmforge.infer.engine import load_engine
+    from lmforge.infer.engines import load_engine
 
     return load_engine(
         model_dir,

@@ -3,7 +3,7 @@
 Three passes, run by the CLI in this order:
 - `check_flags(args)`: each value against the checks declared on its field (`groups.flag`): bounds, kinds,
   patterns. Before plug-ins load, so a bad value fails before any user code runs.
-- `check_names(args)`: values naming things a plug-in may register (templates, model families, rewards, datasets).
+- `lmforge.names.check_names(args)`: values naming things a plug-in may register (templates, datasets, ...
 - `check_rules(command, args)`: the relations between flags, a table of named rules (`args/rules.py`).
 
 Filesystem kinds are checked for the flags the user set only: a default (`--output_dir output`) is not looked at on
@@ -24,22 +24,15 @@ from lmforge.args.parser import Args, FlagSpec, describe_range, flag_specs
 from lmforge.args.rules import check_rules
 from lmforge.errors import UserError
 
-__all__ = ["check_flags", "check_names", "check_rules", "unique_specs"]
+__all__ = ["check_flags", "check_rules", "unique_specs"]
 
 FS_KINDS = frozenset({"file", "path", "adapter", "dir_out", "file_out", "json_file"})
-# names looked up in a plug-in-extensible table (module, attribute): a lmforge.registry.Registry
-REGISTRY_KINDS = {
-    "loss_scale": ("lmforge.templates.loss_scale", "LOSS_SCALES"),
-    "metric": ("lmforge.infer.metrics", "METRICS"),
-    "callback": ("lmforge.train.extensions", "CALLBACKS"),
-    "optimizer": ("lmforge.train.extensions", "OPTIMIZERS"),
-    "trainer": ("lmforge.train.extensions", "TRAINERS"),
-    "tuner": ("lmforge.tuners.table", "get_tuner"),  # a function: the table loads its built-in entries first
-}
-NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", *REGISTRY_KINDS})
+# names checked against the registries once plug-ins are loaded (lmforge/names.py), not here
+NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", "loss_scale", "metric"})
+NAME_KINDS |= {"callback", "optimizer", "trainer", "tuner"}
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     text = str(value)
     return repr(text) if not text or any(c.isspace() for c in text) else text
 
@@ -50,7 +43,7 @@ def unique_specs(args: Args) -> list[FlagSpec]:
     return list({id(s): s for s in specs.values()}.values())
 
 
-def _values(args: Args, spec: FlagSpec) -> list[Any]:
+def values(args: Args, spec: FlagSpec) -> list[Any]:
     value = getattr(args.groups[spec.group], spec.name)
     if value is None:
         return []
@@ -61,21 +54,12 @@ def check_flags(args: Args) -> None:
     """Bounds, JSON, regexes, patterns and (for flags the user set) paths; see the module docstring."""
     for spec in unique_specs(args):
         kind = spec.meta.get("kind")
-        for value in _values(args, spec):
+        for value in values(args, spec):
             _check_number(spec, value)
             if "pattern" in spec.meta:
                 _check_pattern(spec, value)
             if kind in KIND_CHECKS and kind not in NAME_KINDS and (kind not in FS_KINDS or spec.name in args.explicit):
                 KIND_CHECKS[kind](spec, value)
-
-
-def check_names(args: Args) -> None:
-    """Template, model family, reward and dataset names, against the registries (plug-ins loaded)."""
-    for spec in unique_specs(args):
-        kind = spec.meta.get("kind")
-        if kind in NAME_KINDS:
-            for value in _values(args, spec):
-                KIND_CHECKS[kind](spec, value, args)
 
 
 def _check_number(spec: FlagSpec, value: Any) -> None:
@@ -99,34 +83,34 @@ def _check_number(spec: FlagSpec, value: Any) -> None:
 def _check_pattern(spec: FlagSpec, value: str) -> None:
     regex, what = spec.meta["pattern"]
     if not re.fullmatch(regex, str(value)):
-        raise UserError(f"--{spec.name} {_shown(value)}: not {what}", hint=spec.help)
+        raise UserError(f"--{spec.name} {shown(value)}: not {what}", hint=spec.help)
 
 
 def _json(spec: FlagSpec, value: str) -> None:
     try:
         data = json.loads(value)
     except json.JSONDecodeError as e:
-        raise UserError(f"--{spec.name} {_shown(value)}: invalid JSON ({e.msg} at column {e.colno})", hint=spec.help)
+        raise UserError(f"--{spec.name} {shown(value)}: invalid JSON ({e.msg} at column {e.colno})", hint=spec.help)
     want = spec.meta.get("json_type")
     if want is not None and not isinstance(data, want):
-        raise UserError(f"--{spec.name} {_shown(value)}: expected a JSON {want.__name__}", hint=spec.help)
+        raise UserError(f"--{spec.name} {shown(value)}: expected a JSON {want.__name__}", hint=spec.help)
 
 
 def _regex(spec: FlagSpec, value: str) -> None:
     try:
         re.compile(value)
     except re.error as e:
-        raise UserError(f"--{spec.name} {_shown(value)}: invalid regular expression ({e})")
+        raise UserError(f"--{spec.name} {shown(value)}: invalid regular expression ({e})")
 
 
 def _file(spec: FlagSpec, value: str) -> None:
     if not Path(value).expanduser().is_file():
-        raise UserError(f"--{spec.name} {_shown(value)}: no such file")
+        raise UserError(f"--{spec.name} {shown(value)}: no such file")
 
 
 def _path(spec: FlagSpec, value: str) -> None:
     if not Path(value).expanduser().exists():
-        raise UserError(f"--{spec.name} {_shown(value)}: no such file or directory")
+        raise UserError(f"--{spec.name} {shown(value)}: no such file or directory")
 
 
 def _adapter(spec: FlagSpec, value: str) -> None:
@@ -136,7 +120,7 @@ def _adapter(spec: FlagSpec, value: str) -> None:
     if not path.exists() and sep and name and rest:
         path = Path(rest).expanduser()
     if not path.is_dir():
-        raise UserError(f"--{spec.name} {_shown(value)}: no such folder", hint="pass a checkpoint-N folder")
+        raise UserError(f"--{spec.name} {shown(value)}: no such folder", hint="pass a checkpoint-N folder")
 
 
 def _creatable(spec: FlagSpec, value: str, path: Path) -> None:
@@ -145,9 +129,9 @@ def _creatable(spec: FlagSpec, value: str, path: Path) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"--{spec.name} {_shown(value)}: cannot create it, {probe} is not a folder")
+        raise UserError(f"--{spec.name} {shown(value)}: cannot create it, {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"--{spec.name} {_shown(value)}: cannot write there, {probe} is not writable")
+        raise UserError(f"--{spec.name} {shown(value)}: cannot write there, {probe} is not writable")
 
 
 def _dir_out(spec: FlagSpec, value: str) -> None:
@@ -157,7 +141,7 @@ def _dir_out(spec: FlagSpec, value: str) -> None:
 def _file_out(spec: FlagSpec, value: str) -> None:
     path = Path(value).expanduser()
     if path.is_dir():
-        raise UserError(f"--{spec.name} {_shown(value)}: is a folder; name a file")
+        raise UserError(f"--{spec.name} {shown(value)}: is a folder; name a file")
     _creatable(spec, value, path.parent)
 
 
@@ -169,74 +153,14 @@ def _json_file(spec: FlagSpec, value: str) -> None:
     path = Path(value).expanduser()
     if not path.is_file():
         raise UserError(
-            f"--{spec.name} {_shown(value)}: no such config", hint=f"use one of {', '.join(presets)} or a .json"
+            f"--{spec.name} {shown(value)}: no such config", hint=f"use one of {', '.join(presets)} or a .json"
         )
     try:
         json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:  # the same words as train/distributed.py, which checks it again later
-        raise UserError(f"--{spec.name} {_shown(value)}: invalid JSON at line {e.lineno}: {e.msg}")
+        raise UserError(f"--{spec.name} {shown(value)}: invalid JSON at line {e.lineno}: {e.msg}")
     except UnicodeDecodeError:
-        raise UserError(f"--{spec.name} {_shown(value)}: not a text file")
-
-
-def _template(spec: FlagSpec, value: str, args: Args) -> None:
-    from lmforge.templates import get_template
-
-    try:
-        get_template(value)
-    except UserError as e:
-        raise UserError(f"--{spec.name}: {e}")
-
-
-def _model_type(spec: FlagSpec, value: str, args: Args) -> None:
-    from lmforge.models.registry import FAMILIES, family_for
-
-    try:
-        family_for(None, value)
-    except UserError:
-        raise UserError(f"--{spec.name} {_shown(value)}: unknown model family; known: {', '.join(sorted(FAMILIES))}")
-
-
-def _reward(spec: FlagSpec, value: str, args: Args) -> None:
-    from lmforge.train.rewards import REWARDS
-
-    known = sorted([*REWARDS, "soft_overlong"])
-    if value not in known:
-        raise UserError(
-            f"--{spec.name}: unknown reward function '{value}'; known: {', '.join(known)}",
-            hint="register your own with --external_plugins",
-        )
-
-
-def _dataset(spec: FlagSpec, value: str, args: Args) -> None:
-    """Syntax always; existence only for what the loader would take for a local path (a registered name or a
-    hub id `org/name` is not looked up here: that needs the hub)."""
-    from lmforge.data import builtin  # noqa: F401  (registers the built-in datasets)
-    from lmforge.data.registry import DatasetSpec, lookup
-
-    try:
-        parsed = DatasetSpec.parse(value)
-    except UserError as e:
-        raise UserError(f"--{spec.name}: {e}")
-    data = args.groups.get("data")
-    if data is not None and data.custom_dataset_info:
-        return  # names registered by those files are known only once the loader reads them
-    src = parsed.source
-    hub_like = "/" in src and not src.startswith((".", "/", "~"))
-    if lookup(parsed) is None and not hub_like and not Path(src).expanduser().exists():
-        raise UserError(
-            f"--{spec.name} {_shown(value)}: no such file, folder or registered dataset",
-            hint="check the path; registered names include self-cognition",
-        )
-
-
-def _registered(spec: FlagSpec, value: str, args: Args) -> None:
-    import importlib
-
-    module, attr = REGISTRY_KINDS[spec.meta["kind"]]
-    table = getattr(importlib.import_module(module), attr)
-    if value != "all" or spec.meta["kind"] != "loss_scale":  # `all` is the encoder's own (every token)
-        table.lookup(value) if hasattr(table, "lookup") else table(value)
+        raise UserError(f"--{spec.name} {shown(value)}: not a text file")
 
 
 KIND_CHECKS: dict[str, Callable[..., None]] = {
@@ -248,9 +172,4 @@ KIND_CHECKS: dict[str, Callable[..., None]] = {
     "dir_out": _dir_out,
     "file_out": _file_out,
     "json_file": _json_file,
-    "template": _template,
-    "model_type": _model_type,
-    "reward": _reward,
-    "dataset": _dataset,
-    **{kind: _registered for kind in REGISTRY_KINDS},
 }

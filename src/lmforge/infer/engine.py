@@ -12,15 +12,11 @@ Torch-free at import: `lmforge --help` must stay light.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError
-
 if TYPE_CHECKING:
-    from lmforge.args import ModelArgs, TemplateArgs
     from lmforge.args.groups import GenerationArgs
     from lmforge.infer.frontend import Frontend
 
@@ -177,82 +173,3 @@ class Engine(abc.ABC):
 
 
 # -- backends --------------------------------------------------------------------------------------------------
-
-EngineFactory = Callable[..., Engine]
-ENGINES: dict[str, EngineFactory] = {}
-
-
-def register_engine(*names: str) -> Callable[[EngineFactory], EngineFactory]:
-    """Register a factory `(model, adapters, *, dtype, device, ...) -> Engine` under `--infer_backend` names."""
-
-    def deco(fn: EngineFactory) -> EngineFactory:
-        for name in names:
-            ENGINES[name] = fn
-        return fn
-
-    return deco
-
-
-@register_engine("pt", "transformers")
-def _pt_engine(model: str | Path, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
-    from lmforge.infer.loading import load_pt_engine
-
-    return load_pt_engine(model, adapters or {}, **kw)
-
-
-def _needs(backend: str, package: str) -> EngineFactory:
-    def make(*_a: Any, **_k: Any) -> Engine:
-        import importlib.util
-
-        if importlib.util.find_spec(package) is None:
-            raise UserError(
-                f"--infer_backend {backend} needs the {package} package (and a CUDA GPU)",
-                hint="use --infer_backend pt on this machine",
-            )
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"--infer_backend {backend} needs a CUDA GPU; none is visible", hint="use --infer_backend pt"
-            )
-        raise UserError(
-            f"--infer_backend {backend} is not wired up in this lmforge version", hint="use --infer_backend pt"
-        )
-
-    return make
-
-
-for _name in ("vllm", "sglang", "lmdeploy"):
-    register_engine(_name)(_needs(_name, _name))
-
-
-def load_engine(
-    model: str | Path | None,
-    adapters: dict[str, str] | None = None,
-    backend: str = "pt",
-    dtype: Any = None,
-    device: str | None = None,
-    *,
-    base_adapters: list[str] | tuple[str, ...] = (),
-    model_args: ModelArgs | None = None,
-    template_args: TemplateArgs | None = None,
-    tokenizer_dir: str | Path | None = None,
-    max_batch_size: int = 16,
-) -> Engine:
-    """An engine from paths: `model` (None: the embedded default), named `adapters` {name: path} a request picks
-    by name, `base_adapters` applied always (in order). `dtype` is a torch dtype or a `--torch_dtype` name (None:
-    bf16 where the hardware has bf16 units); `device` None picks CUDA when present, else the CPU
-    (`model_args.device_map`, when set, wins). Other model/template flags come from `model_args`/`template_args`."""
-    if backend not in ENGINES:
-        raise UserError(f"--infer_backend {backend}: unknown; known: {', '.join(ENGINES)}")
-    return ENGINES[backend](
-        model,
-        dict(adapters or {}),
-        dtype=dtype,
-        device=device,
-        base_adapters=tuple(base_adapters),
-        model_args=model_args,
-        template_args=template_args,
-        tokenizer_dir=tokenizer_dir,
-        max_batch_size=max_batch_size,
-    )

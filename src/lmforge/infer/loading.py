@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lmforge.args import ModelArgs, TemplateArgs
-    from lmforge.infer.engine import Engine
     from lmforge.infer.pt import PtEngine
-    from lmforge.runargs import ResolvedModel
 
 
 def best_device() -> str:
@@ -97,19 +95,3 @@ def load_pt_engine(
     )
     ctx = setup.config.get("max_position_embeddings")
     return PtEngine(loaded, setup.template, max_batch_size, adapters=tuple(adapters), max_length=ctx)
-
-
-def engine_from(resolved: ResolvedModel, backend: str, max_batch_size: int) -> Engine:
-    """The engine a command runs on, from its resolved model (flags > args.json > defaults)."""
-    from lmforge.infer.engine import load_engine
-
-    return load_engine(
-        resolved.model,
-        resolved.adapters.named,
-        backend=backend,
-        base_adapters=resolved.adapters.plain,
-        model_args=resolved.model_args,
-        template_args=resolved.template_args,
-        tokenizer_dir=resolved.tokenizer_dir,
-        max_batch_size=max_batch_size,
-    )

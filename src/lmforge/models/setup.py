@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.models.loader import load_tokenizer, read_config, resolve_model_dir
-from lmforge.templates import get_template, template_name_for
+from lmforge.models.registry import family_for
+from lmforge.templates import get_template
 from lmforge.templates.encode import ChatTemplate
 
 
@@ -43,3 +44,11 @@ def setup_tokenizer(model_args: Any, template_args: Any, tokenizer_dir: Path | N
         enable_thinking=template_args.enable_thinking,
     )
     return TokenizerSetup(model_dir, config, tokenizer, template, name)
+
+
+def template_name_for(flag: str | None, model_type: str | None, model_type_flag: str | None = None) -> str:
+    """--template wins; else the model family's default; else the tokenizer's own template ('auto')."""
+    if flag:
+        return flag
+    fam = family_for(model_type, model_type_flag)
+    return fam.template if fam else "auto"

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def build_state(args: Args) -> ServeState:
     """Everything the app needs: the engine (model, adapters, scheduler), served names, defaults."""
-    from lmforge.infer.loading import engine_from
+    from lmforge.infer.engines import engine_from
     from lmforge.serve.state import ServeState
 
     d = args.deploy

@@ -93,13 +93,3 @@ def get_template(name: str) -> TemplateSpec:
     if name not in TEMPLATES:
         raise UserError(f"unknown template '{name}'; known: {', '.join(sorted(TEMPLATES))}")
     return TEMPLATES[name]
-
-
-def template_name_for(flag: str | None, model_type: str | None, model_type_flag: str | None = None) -> str:
-    """--template wins; else the model family's default; else the tokenizer's own template ('auto')."""
-    if flag:
-        return flag
-    from lmforge.models.registry import family_for
-
-    fam = family_for(model_type, model_type_flag)
-    return fam.template if fam else "auto"

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
-from lmforge.train.launch import is_rank_zero, world_size
+from lmforge.train.ranks import is_rank_zero, world_size
 
 if TYPE_CHECKING:
     from lmforge.args.parser import Args
     from lmforge.data.pipeline import DataBundle
     from lmforge.models.setup import TokenizerSetup
+    from lmforge.precision import Precision
     from lmforge.tasks import Task
     from lmforge.train.methods import Method
-    from lmforge.train.precision import Precision
     from lmforge.tuners.table import Tuner
 
 
@@ -62,7 +62,7 @@ def check_resume(path: str | None) -> str | None:
 
 def check_flags(args: Args, method: Method) -> None:
     """Flags this method does not honour are refused when set (never silently ignored), then its own checks."""
-    ignored = sorted(method.unsupported & args.explicit)
+    ignored = sorted(method.refused(args) & args.explicit)
     if ignored:
         raise UserError(
             f"--{ignored[0]} is not supported by {method.label}",
@@ -79,10 +79,10 @@ def prepare(args: Args, method: Method) -> Job:
 
     from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped
     from lmforge.models.setup import setup_tokenizer
+    from lmforge.precision import training_precision
     from lmforge.tasks import get_task
     from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
     from lmforge.train.output import make_run_dir
-    from lmforge.train.precision import training_precision
     from lmforge.tuners.table import check_tuner_flags, get_tuner
     from lmforge.tuners.targets import check_target_modules
 

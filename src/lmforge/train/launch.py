@@ -45,11 +45,3 @@ def relaunch(command: str, argv: list[str], output_dir: str, add_version: bool) 
     ]
     print(f"[lmforge] run sh: {' '.join(cmd)}", flush=True)
     return subprocess.call(cmd, env=env)
-
-
-def is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))

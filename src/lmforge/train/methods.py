@@ -29,9 +29,17 @@ class Method:
     task: str = "causal_lm"
     loss_scale: str | None = None  # default --loss_scale for this method (pt trains every token)
     unsupported: frozenset[str] = frozenset()
+    rlhf_uses: frozenset[str] | None = None  # rlhf methods: the rlhf flags they read (the others are refused)
     check: Callable[[Args], None] | None = None
     default_torch_dtype: str | None = None  # when --torch_dtype is not given (None: the precision policy)
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)  # per-method data its build reads
+
+    def refused(self, args: Args) -> set[str]:
+        """The flags of `args` this method does not honour."""
+        out = set(self.unsupported)
+        if self.rlhf_uses is not None:
+            out |= {f.name for f in dataclasses.fields(args.rlhf)} - self.rlhf_uses - {"rlhf_type"}
+        return out
 
     @property
     def label(self) -> str:
@@ -58,13 +66,6 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise UserError(f"unknown training method '{name}'", hint=f"known: {', '.join(sorted(METHODS))}")
     return METHODS[name]
-
-
-def rlhf_flags() -> frozenset[str]:
-    """Every flag of the rlhf group: a method refuses those it does not list as used."""
-    from lmforge.args.groups import RLHFArgs
-
-    return frozenset(f.name for f in dataclasses.fields(RLHFArgs)) - {"rlhf_type"}
 
 
 # flags of the shared groups that only our own trainer (sft/pt) implements: trl tokenises rows itself

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmforge.train.launch import is_rank_zero
+from lmforge.train.ranks import is_rank_zero
 
 
 def make_run_dir(output_dir: str, add_version: bool) -> Path:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
 from lmforge.train import rows
-from lmforge.train.methods import OWN_TRAINER_ONLY, register_method, rlhf_flags
+from lmforge.train.methods import OWN_TRAINER_ONLY, register_method
 
 if TYPE_CHECKING:
     from lmforge.args.parser import Args
@@ -82,10 +82,18 @@ def trl_method(
     name: str, spec: TrlSpec, uses: set[str], task: str = "causal_lm", check: Callable[[Args], None] | None = None
 ) -> None:
     """Register an rlhf type; rlhf flags outside `uses` and our-trainer-only flags are refused when set."""
-    unsupported = (rlhf_flags() - uses) | OWN_TRAINER_ONLY | {"enable_thinking", "trainer"}
+    unsupported = OWN_TRAINER_ONLY | {"enable_thinking", "trainer"}
     if "loss_type" not in uses:  # a TrainArgs flag: sft's plug-in loss, the trl variant here
         unsupported |= {"loss_type"}
-    register_method(name, stage="rlhf", task=task, unsupported=unsupported, check=check, extras={"trl": spec})(build)
+    register_method(
+        name,
+        stage="rlhf",
+        task=task,
+        unsupported=unsupported,
+        rlhf_uses=frozenset(uses),
+        check=check,
+        extras={"trl": spec},
+    )(build)
 
 
 def _loss_types(job: Job, default: str) -> dict[str, Any]:

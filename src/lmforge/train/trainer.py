@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,28 @@ class LmforgeTrainer(CheckpointHooks, Trainer):
         if self._flos_params is None:
             self._flos_params = self.model.num_parameters(exclude_embeddings=True)
         return 6 * inputs[main_input].numel() * self._flos_params
+
+    # -- bottleneck adapters and ReFT (tuners/adapter.py) save and resume only their own weights ----------------
+    def save_hooked_adapters(self, output_dir: str) -> bool:
+        from lmforge.tuners.adapter import has_adapters, save_adapters
+
+        model = self.accelerator.unwrap_model(self.model)
+        if not has_adapters(model):
+            return False
+        if self.args.should_save:
+            save_adapters(model, output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        return True
+
+    def load_hooked_adapters(self, path: str, model: Any) -> bool:
+        from lmforge.tuners.adapter import is_adapter_dir, load_adapters
+
+        if not is_adapter_dir(path):
+            return False
+        load_adapters(self.accelerator.unwrap_model(model), path)
+        return True
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         t0 = time.perf_counter()

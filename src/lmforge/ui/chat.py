@@ -75,7 +75,7 @@ def build_page(engine: Engine, cfg: SamplingConfig, title: str) -> Any:
 
 
 def run_app(args: Args) -> int:
-    from lmforge.infer.loading import engine_from
+    from lmforge.infer.engines import engine_from
 
     a = args.app
     check_port(a.server_name, a.server_port, "--server_port")
