@@ -81,7 +81,7 @@ def test_config_file_then_cli_override(tmp_path):
         (["--lora_rnk", "3"], "unknown flag --lora_rnk (hint: did you mean --lora_rank?)"),
         (["--lora_rank", "x"], "--lora_rank: expected an integer, got 'x'"),
         (["--use_hf", "maybe"], "--use_hf: expected true or false"),
-        (["--tuner_type", "magic"], "--tuner_type: 'magic' is not one of"),
+        (["--lora_bias", "magic"], "--lora_bias: 'magic' is not one of"),
         (["stray"], "unexpected argument 'stray'"),
         (["--output_dir"], "--output_dir needs a value"),
     ],
