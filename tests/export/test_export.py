@@ -100,7 +100,7 @@ def test_export_errors_are_one_line(tiny_llama, tmp_path):
     r = run_cli("export", "--adapters", str(tiny_llama), "--merge_lora", "true")
     assert r.returncode != 0 and "is a full-weight checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("export", "--adapters", str(tmp_path / "nope"), "--merge_lora", "true")
-    assert r.returncode != 0 and "no such directory" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode != 0 and "no such folder" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_export_does_not_import_infer():

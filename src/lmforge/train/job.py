@@ -164,7 +164,8 @@ def run(args: Args, method_name: str) -> Path:
     print(f"[lmforge] run dir: {job.run_dir}")
     trainer.train(resume_from_checkpoint=job.resume)
     if job.world_size > 1:
-        print(f"[lmforge] rank {os.environ.get('RANK', '0')}/{job.world_size} trained", flush=True)
+        steps = getattr(getattr(trainer, "state", None), "global_step", "?")
+        print(f"[lmforge] rank {os.environ.get('RANK', '0')}/{job.world_size} trained {steps} steps", flush=True)
     last = sorted(job.run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")
