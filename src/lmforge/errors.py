@@ -6,6 +6,11 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input: a flag, a path, a file row. The message is shown as one line, so keep it to one."""
@@ -21,3 +26,35 @@ class DataError(UserError):
     """A dataset file or row is unusable. Messages name `file:row: field: problem`."""
 
     exit_code = 1
+
+
+# what a full, read-only or forbidden disk raises: reported as one line, not a traceback
+_DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+@contextmanager
+def writing(what: str, where: str | Path, hint: str | None = None) -> Iterator[None]:
+    """Turn a disk failure while writing `what` into `where` into one UserError line naming both.
+
+    Libraries do not all raise OSError for a full disk: safetensors raises its own error ("os error 28") and
+    torch.save a RuntimeError ("unexpected pos"), so a failure with (almost) no space left counts as one too."""
+    try:
+        yield
+    except Exception as e:
+        reason = _disk_reason(e, Path(where))
+        if reason is None:
+            raise
+        raise UserError(f"cannot write {what} to {where} ({reason})", hint=hint or "free space, or pick another path")
+
+
+def _disk_reason(e: Exception, where: Path) -> str | None:
+    if isinstance(e, OSError) and e.errno in _DISK_ERRORS:
+        return e.strerror
+    if "No space left" in str(e) or "os error 28" in str(e):
+        return "No space left on device"
+    import shutil
+
+    probe = next((p for p in (where, *where.parents) if p.exists()), None)
+    if probe is not None and shutil.disk_usage(probe).free < 1 << 20:
+        return "No space left on device"
+    return None

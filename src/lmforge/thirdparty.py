@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MethodType
 from typing import Any
 
+from lmforge.errors import writing
+
 CHECKED = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0"}
 
 # the private transformers.Trainer methods CheckpointHooks overrides, with the parameters it relies on
@@ -96,17 +98,25 @@ class CheckpointHooks:
         staging = run_dir / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
         t0 = time.perf_counter()
-        self._staging = True
+        done = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        hint = "free space or pick another --output_dir" + (
+            f"; {done[-1]} is complete: --resume_from_checkpoint {done[-1]}" if done else ""
+        )
         try:
-            super()._save_checkpoint(model, trial)
+            with writing(name, run_dir, hint):
+                self._staging = True
+                try:
+                    super()._save_checkpoint(model, trial)
+                finally:
+                    self._staging = False
+                if self.args.should_save:
+                    write_run_args(staging / name / "args.json", getattr(self, "args_json", {}))
+                    final = run_dir / name
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.replace(staging / name, final)  # the checkpoint appears whole or not at all
         finally:
-            self._staging = False
+            shutil.rmtree(staging, ignore_errors=True)  # a failed save leaves nothing half-written behind
         if self.args.should_save:
-            write_run_args(staging / name / "args.json", getattr(self, "args_json", {}))
-            final = run_dir / name
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(staging / name, final)  # the checkpoint appears whole or not at all
-            shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(
                 output_dir=str(run_dir),
                 save_total_limit=self.args.save_total_limit,

@@ -89,7 +89,7 @@ def test_sigkill_then_resume_matches_unbroken_run(tmp_path, tiny_llama):
 
 
 def test_kill_during_save_leaves_no_half_checkpoint(tmp_path, tiny_llama, monkeypatch):
-    """A save that dies half-way (here: the optimizer write raises) leaves only .staging, never checkpoint-N."""
+    """A save that dies half-way (here: the optimizer write raises) leaves no checkpoint-N and no staged half."""
     from transformers import Trainer
 
     from lmforge.cli import main
@@ -103,7 +103,9 @@ def test_kill_during_save_leaves_no_half_checkpoint(tmp_path, tiny_llama, monkey
     code = main(_args(tiny_llama, data, out)[:-2] + ["--max_steps", "3"])
     assert code == 130
     assert _complete(out) == []  # nothing a resume could pick up
-    staged = list((out / ".staging").glob("checkpoint-*"))
-    assert staged and not (staged[0] / "trainer_state.json").exists()
-    code = main(_args(tiny_llama, data, tmp_path / "again") + ["--resume_from_checkpoint", str(staged[0])])
+    assert not (out / ".staging").exists()  # the half-written save is removed
+    half = out / "checkpoint-x"
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"")
+    code = main(_args(tiny_llama, data, tmp_path / "again") + ["--resume_from_checkpoint", str(half)])
     assert code != 0  # refused with a one-line error, not a silent half resume

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,37 +155,50 @@ def record(job: Job, extra: dict[str, Any]) -> None:
     s.tokenizer.chat_template = s.template.jinja  # checkpoints carry the template used in training
 
 
-def run(args: Args, method_name: str) -> Path:
-    """Prepare the job, let the method build its trainer, train; returns the run directory."""
+def run(args: Args, method_name: str) -> int:
+    """Prepare the job, let the method build its trainer, train. Returns the exit code: 0, or 128 + the signal
+    number when SIGTERM/Ctrl-C stopped the run after saving a checkpoint."""
     from lmforge.train.methods import get_method
+    from lmforge.train.stop import StopOnSignal, StopRequest
 
     method = get_method(method_name)
     job = prepare(args, method)
     trainer = method.build(job)
+    stop = StopRequest()
+    if hasattr(trainer, "add_callback"):
+        trainer.add_callback(StopOnSignal(stop))
+    else:  # our PPO loop reads the request itself
+        trainer.stop = stop
     print(f"[lmforge] run dir: {job.run_dir}")
-    trainer.train(resume_from_checkpoint=job.resume)
+    stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=job.resume)
+    finally:
+        stop.restore()
     if job.world_size > 1:
         steps = getattr(getattr(trainer, "state", None), "global_step", "?")
         print(f"[lmforge] rank {os.environ.get('RANK', '0')}/{job.world_size} trained {steps} steps", flush=True)
     last = sorted(job.run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if stop.signal is not None:
+        saved = f"saved {last[-1]}" if last else "no checkpoint was saved"
+        resume = f"; resume with the same command plus --resume_from_checkpoint {last[-1]}" if last else ""
+        print(f"lmforge: stopped by {stop.name} after step {stop.saved_step}: {saved}{resume}", file=sys.stderr)
+        return 128 + stop.signal
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")
-    return job.run_dir
+    return 0
 
 
 def run_sft(args: Args) -> int:
-    run(args, "sft")
-    return 0
+    return run(args, "sft")
 
 
 def run_pt(args: Args) -> int:
-    run(args, "pt")
-    return 0
+    return run(args, "pt")
 
 
 def run_rlhf(args: Args) -> int:
-    run(args, args.rlhf.rlhf_type)
-    return 0
+    return run(args, args.rlhf.rlhf_type)
 
 
 def _integration_available(name: str) -> bool:

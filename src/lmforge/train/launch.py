@@ -44,4 +44,23 @@ def relaunch(command: str, argv: list[str], output_dir: str, add_version: bool) 
         *argv,
     ]
     print(f"[lmforge] run sh: {' '.join(cmd)}", flush=True)
-    return subprocess.call(cmd, env=env)
+    return _supervise(cmd, env)
+
+
+def _supervise(cmd: list[str], env: dict[str, str]) -> int:
+    """Run torchrun as a child that never outlives us: SIGTERM/SIGINT are passed on (torchrun hands them to every
+    rank, which then save and stop), and the kernel sends it SIGTERM should this process die without a word."""
+    import ctypes
+    import signal
+
+    def die_with_parent() -> None:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lmforge.errors import writing
 from lmforge.train.ranks import is_rank_zero
 
 
@@ -96,6 +97,7 @@ def draw_plots(run_dir: Path) -> list[Path]:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useOffset=False)  # short labels fit the margin
         fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
         path = out_dir / f"{name}.png"
-        fig.savefig(path)
+        with writing("a plot", path):
+            fig.savefig(path)
         written.append(path)
     return written

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError
+from lmforge.errors import UserError, writing
 from lmforge.train import rows
 from lmforge.train.methods import OWN_TRAINER_ONLY, register_method
 
@@ -76,6 +76,7 @@ class PPO:
 
         self.job, self.r, self.setup, self.policy, self.reward = job, job.args.rlhf, job.setup, policy, reward
         self.run_dir = job.run_dir
+        self.stop: Any = None  # a train.stop.StopRequest, set by the driver
         self.tok = job.setup.tokenizer
         self.device = next(policy.parameters()).device
         # the value head: hidden state -> scalar per token, zero at the start (so are the first advantages' baselines)
@@ -197,15 +198,21 @@ class PPO:
         final = self.run_dir / f"checkpoint-{step}"
         tmp = self.run_dir / ".staging" / final.name
         shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in self.value.state_dict().items()}, tmp / "value_head.safetensors")
-        state = {"optimizer": self.opt.state_dict(), "scheduler": self.scheduler.state_dict(), "step": step}
-        torch.save({**state, "torch_rng": torch.get_rng_state(), "python_rng": rng.getstate()}, tmp / STATE)
-        self.tok.save_pretrained(tmp)
-        (tmp / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": log}, indent=1))
-        write_run_args(tmp / "args.json", self.job.run_args)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        try:
+            with writing(final.name, self.run_dir):
+                self.policy.save_pretrained(tmp)
+                save_file(
+                    {k: v.contiguous() for k, v in self.value.state_dict().items()}, tmp / "value_head.safetensors"
+                )
+                state = {"optimizer": self.opt.state_dict(), "scheduler": self.scheduler.state_dict(), "step": step}
+                torch.save({**state, "torch_rng": torch.get_rng_state(), "python_rng": rng.getstate()}, tmp / STATE)
+                self.tok.save_pretrained(tmp)
+                (tmp / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": log}, indent=1))
+                write_run_args(tmp / "args.json", self.job.run_args)
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+        finally:
+            shutil.rmtree(self.run_dir / ".staging", ignore_errors=True)  # nothing half-written stays behind
         limit = self.job.args.train.save_total_limit
         if limit:
             done = sorted(self.run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -263,9 +270,13 @@ class PPO:
                 print(f"[ppo] step {step}/{steps} " + " ".join(f"{k}={v:.4g}" for k, v in stats.items()))
                 for key, value in stats.items() if board else ():
                     board.add_scalar(f"train/{key}", value, step)
-            if step % t.save_steps == 0 or step == steps:
+            stopping = self.stop is not None and self.stop.agreed(1)
+            if step % t.save_steps == 0 or step == steps or stopping:
                 self.save(step, rng, log)
                 draw_plots(self.run_dir)
+            if stopping:
+                self.stop.saved_step = step
+                break
         if board is not None:
             board.close()
 

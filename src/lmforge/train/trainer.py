@@ -18,6 +18,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
+from lmforge.errors import writing
 from lmforge.thirdparty import CheckpointHooks
 from lmforge.train.output import draw_plots
 
@@ -196,7 +197,7 @@ class JsonlLogger(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
         if state.is_world_process_zero and logs:
             row = {"global_step": int(state.global_step), "max_steps": int(state.max_steps), **logs}
-            with self.path.open("a", encoding="utf-8") as f:
+            with writing("the training log", self.path), self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
     def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
