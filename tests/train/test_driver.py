@@ -155,3 +155,21 @@ def test_every_method_is_one_table_entry():
     get_method("sft")
     kinds = json.loads(json.dumps(RLHFArgs.__dataclass_fields__["rlhf_type"].metadata["choices"]))
     assert set(kinds) | {"sft", "pt"} == set(METHODS)
+
+
+def test_grpo_rollouts_go_through_the_engine(tmp_path, tiny_llama):
+    from lmforge.args.parser import parse_flags
+    from lmforge.cli import COMMANDS
+    from lmforge.train.job import prepare
+    from lmforge.train.methods import get_method
+    from lmforge.train.rlhf import EngineRollout
+
+    argv = ["--rlhf_type", "grpo", "--model", str(tiny_llama), "--dataset", str(FIXTURES / "grpo.jsonl")]
+    argv += [*SHORT_RUN, "--num_generations", "2", "--max_completion_length", "4", "--reward_funcs", "format"]
+    args = parse_flags([*argv, "--max_steps", "1", "--output_dir", str(tmp_path / "o")], COMMANDS["rlhf"].groups)
+    job = prepare(args, get_method("grpo"))
+    trainer = job.method.build(job)
+    assert isinstance(trainer.rollout_func, EngineRollout)
+    trainer.train()
+    engine = trainer.rollout_func.engine
+    assert engine is not None and engine.model is trainer.accelerator.unwrap_model(trainer.model)

@@ -43,12 +43,16 @@ def beta(job: Job, spec: TrlSpec) -> float | None:
 
 def build(job: Job) -> Any:
     """rows -> model -> trl trainer, with our atomic checkpoints mixed in (no __init__ bypassed)."""
+    import warnings
+
     from lmforge.thirdparty import with_checkpoint_hooks
     from lmforge.train.job import record
     from lmforge.train.loading import load_frozen, load_policy
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
     from lmforge.train.trl_api import trainer_classes
 
+    # trl's notices about its own defaults and experimental hooks (rollout_func) are not the user's to act on
+    warnings.filterwarnings("ignore", category=UserWarning, module="trl")
     spec: TrlSpec = job.method.extras["trl"]
     template, name = job.setup.template, job.method.name
     train_ds = rows.convert(job.data.train, spec.to_row, template, name)
@@ -139,7 +143,33 @@ def _grpo_inputs(job: Job) -> dict[str, Any]:
     from lmforge.train.rewards import resolve_rewards
 
     fns = resolve_rewards(job.args.rlhf.reward_funcs, job.args.rlhf)
-    return {"reward_funcs": _logged(fns, job.run_dir) if job.args.rlhf.log_completions else fns}
+    inputs: dict[str, Any] = {"reward_funcs": _logged(fns, job.run_dir) if job.args.rlhf.log_completions else fns}
+    # rollouts through our engine (the sampling code of infer, deploy and PPO), except where trl must gather the
+    # weights first (ZeRO-3) or generates with vLLM itself
+    if not job.args.rlhf.use_vllm and not job.args.train.deepspeed:
+        inputs["rollout_func"] = EngineRollout(job)
+    return inputs
+
+
+class EngineRollout:
+    """trl's GRPO `rollout_func` (checked against trl 1.16): prompts (message lists, already repeated
+    num_generations times by trl's sampler) -> prompt ids, completion ids (up to and including the stop token)."""
+
+    def __init__(self, job: Job):
+        self.template, self.r = job.setup.template, job.args.rlhf
+        self.engine: Any = None
+
+    def __call__(self, prompts: list, trainer: Any) -> dict[str, Any]:
+        from lmforge.infer.engine import SamplingConfig
+        from lmforge.infer.pt import PtEngine
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if self.engine is None or self.engine.model is not model:
+            self.engine = PtEngine(model, self.template, max_batch_size=max(16, len(prompts)))
+        ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
+        cfg = SamplingConfig(max_new_tokens=self.r.max_completion_length, temperature=self.r.temperature)
+        done = self.engine.generate(ids, cfg)
+        return {"prompt_ids": ids, "completion_ids": [c.token_ids for c in done], "logprobs": None}
 
 
 def _gkd_inputs(job: Job) -> dict[str, Any]:
