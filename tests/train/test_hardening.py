@@ -103,3 +103,25 @@ def test_full_disk_during_a_save_is_one_line_and_keeps_earlier_checkpoints(tmp_p
     resumed = tmp_path / "resumed"
     r = run_cli(*_args(tiny_llama, data, resumed, 3, 3), "--resume_from_checkpoint", str(out / "checkpoint-2"))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_full_disk_for_an_export_or_results_file_is_one_line(tmp_path, tiny_llama, small_disk):
+    data = write_sft_data(tmp_path / "train.jsonl", n=8)
+    assert run_cli(*_args(tiny_llama, data, tmp_path / "run", 2, 2)).returncode == 0
+    ckpt = str(tmp_path / "run" / "checkpoint-2")
+    disk = small_disk(1024)  # the merged tiny model needs ~15 MB
+    r = run_cli("export", "--adapters", ckpt, "--merge_lora", "true", "--output_dir", str(disk / "merged"))
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert "cannot write the merged model" in errors[0] and "No space left" in errors[0]
+    assert not list(disk.iterdir())  # neither the model nor its .tmp half
+    try:  # fill the disk, then ask for a results file on it
+        (disk / "filler").write_bytes(b"\0" * (1024 * 1024))
+    except OSError:
+        pass
+    val = tmp_path / "val.jsonl"
+    val.write_text(json.dumps({"query": "What is 1 plus 1?", "response": "2"}) + "\n")
+    r = run_cli("infer", "--adapters", ckpt, "--val_dataset", str(val), "--max_new_tokens", "2",
+                "--result_path", str(disk / "results.jsonl"))  # fmt: skip
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert r.returncode == 2 and len(errors) == 1 and "cannot write the results" in errors[0], r.stderr[-3000:]

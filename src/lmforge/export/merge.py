@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError
+from lmforge.errors import UserError, writing
 from lmforge.runargs import ResolvedModel, resolve_model, write_run_args
 
 if TYPE_CHECKING:
@@ -45,6 +45,18 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with writing("the merged model", out):
+            _write(model, setup, resolved, adapters, tmp, max_shard_size)
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write leaves no half model behind
+    return out
+
+
+def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_shard_size: str) -> None:
+    """Weights, tokenizer with the training template, generation config and args.json into `tmp`."""
     model.save_pretrained(tmp, max_shard_size=max_shard_size)
     tok = setup.tokenizer
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
@@ -64,9 +76,6 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
     )
     saved.pop("model_dir", None)  # the merged folder is the model now
     write_run_args(tmp / "args.json", saved)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
 
 
 def run_export(args: Args) -> int:

@@ -8,9 +8,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError
+from lmforge.errors import UserError, writing
 from lmforge.infer.engine import sampling_from_args
 from lmforge.infer.metrics import METRICS
 from lmforge.runargs import ResolvedModel, RunArgs, resolve_model
@@ -143,8 +143,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         f"on {engine.capabilities.device})"
     )
     path = _result_path(args, resolved)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
+    with writing("the results", path), _opened(path) as f:
         for conv, label, res in zip(convs, labels, results):
             f.write(
                 json.dumps(
@@ -174,3 +173,8 @@ def _result_path(args: Args, resolved: ResolvedModel) -> Path:
         return Path(resolved.adapters.paths[0]) / "infer_result" / f"{stamp}.jsonl"
     name = Path(resolved.model or "default").name
     return Path("result") / name / "infer_result" / f"{stamp}.jsonl"
+
+
+def _opened(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("a", encoding="utf-8")
