@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.infer.helpers import train_calculator_lora
+from tests.infer.helpers import calculator_engine, train_calculator_lora
 
 PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
 
@@ -17,20 +17,6 @@ PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "Lis
 @pytest.fixture(scope="module")
 def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
     return train_calculator_lora(tmp_path_factory.mktemp("lora"), tiny_llama)
-
-
-def _engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):
-    from lmforge.args import TemplateArgs
-    from lmforge.infer.engines import load_engine
-
-    return load_engine(
-        model_dir,
-        base_adapters=adapters,
-        dtype="float32",
-        template_args=TemplateArgs(system="You are a calculator."),
-        tokenizer_dir=tokenizer_dir,
-        max_batch_size=8,
-    )
 
 
 def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
@@ -50,12 +36,12 @@ def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
     again = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
     assert again.returncode != 0 and "already exists" in again.stderr
 
-    base = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
-    merged = _engine(out, [])
+    base = calculator_engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    merged = calculator_engine(out, [])
     ids = torch.tensor([base.frontend.prompt_ids([{"role": "user", "content": PROMPTS[0]}])])
     with torch.inference_mode():
         diff = (base.model(ids).logits - merged.model(ids).logits).abs().max().item()
-        lora_effect = (base.model(ids).logits - _engine(tiny_llama, []).model(ids).logits).abs().max().item()
+        lora_effect = (base.model(ids).logits - calculator_engine(tiny_llama, []).model(ids).logits).abs().max().item()
     assert diff <= 1e-4 and lora_effect > 1e-3  # equal to the adapter, and the adapter does change the model
     cfg = SamplingConfig(max_new_tokens=12)
     convs = [[{"role": "user", "content": p}] for p in PROMPTS]

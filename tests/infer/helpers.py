@@ -38,3 +38,18 @@ def train_calculator_lora(tmp: Path, tiny_llama: Path) -> Path:
     )
     assert r.returncode == 0, r.stderr[-2000:]
     return only_run(tmp / "out") / "checkpoint-6"
+
+
+def calculator_engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):  # noqa: ANN201
+    """The PyTorch engine on `model_dir` + adapters, fp32, with the calculator system prompt the LoRA learnt."""
+    from lmforge.args import TemplateArgs
+    from lmforge.infer.engines import load_engine
+
+    return load_engine(
+        model_dir,
+        base_adapters=adapters,
+        dtype="float32",
+        template_args=TemplateArgs(system="You are a calculator."),
+        tokenizer_dir=tokenizer_dir,
+        max_batch_size=8,
+    )

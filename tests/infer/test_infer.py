@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.infer.helpers import train_calculator_lora
+from tests.infer.helpers import calculator_engine, train_calculator_lora
 
 PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
 
@@ -17,20 +17,6 @@ PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "Lis
 @pytest.fixture(scope="module")
 def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
     return train_calculator_lora(tmp_path_factory.mktemp("lora"), tiny_llama)
-
-
-def _engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path | None = None):
-    from lmforge.args import TemplateArgs
-    from lmforge.infer.engines import load_engine
-
-    return load_engine(
-        model_dir,
-        base_adapters=adapters,
-        dtype="float32",
-        template_args=TemplateArgs(system="You are a calculator."),
-        tokenizer_dir=tokenizer_dir,
-        max_batch_size=8,
-    )
 
 
 def _prompt(engine, text: str) -> list[int]:
@@ -119,7 +105,7 @@ def test_full_checkpoint_as_adapters_is_a_clear_error(tiny_llama):
 def test_streaming_yields_before_generation_ends(lora_ckpt, tiny_llama):
     from lmforge.infer.engine import SamplingConfig
 
-    engine = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    engine = calculator_engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
     cfg = SamplingConfig(max_new_tokens=300)
     prompt = _prompt(engine, "Tell me a story")
     t0 = time.perf_counter()
@@ -143,7 +129,7 @@ def test_other_backends_say_what_is_missing(lora_ckpt):
 def test_closing_a_stream_stops_generation(lora_ckpt, tiny_llama):
     from lmforge.infer.engine import SamplingConfig
 
-    engine = _engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
+    engine = calculator_engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
     prompt = _prompt(engine, "story")
     t0 = time.perf_counter()
     full = list(engine.stream(prompt, SamplingConfig(max_new_tokens=400)))
