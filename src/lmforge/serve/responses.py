@@ -199,6 +199,8 @@ async def text_completion(state: ServeState, body: CompletionRequest) -> Any:
     p_tokens = c_tokens = 0
     for text in prompts:
         ids = state.engine.frontend.text_ids(text)
+        if not ids:  # nothing to continue from (a tokenizer without a BOS token encodes "" to no tokens)
+            return err(400, "prompt: empty; it encodes to no tokens", param="prompt")
         cfg = sampling(state, body, len(ids), body.logprobs)
         if isinstance(cfg, JSONResponse):
             return cfg
