@@ -125,3 +125,40 @@ def test_full_disk_for_an_export_or_results_file_is_one_line(tmp_path, tiny_llam
                 "--result_path", str(disk / "results.jsonl"))  # fmt: skip
     errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
     assert r.returncode == 2 and len(errors) == 1 and "cannot write the results" in errors[0], r.stderr[-3000:]
+
+
+def test_ctrl_c_during_training_saves_and_during_inference_ends_in_one_line(tmp_path, tiny_llama):
+    data = write_sft_data(tmp_path / "train.jsonl", n=40)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmforge", *_args(tiny_llama, data, out, 200, 1000)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_logged_steps(out)) < 2 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
+    assert "stopped by SIGINT" in err and list(out.glob("checkpoint-*"))
+
+    rows = [{"query": f"Tell a long story number {i}.", "response": "ok"} for i in range(64)]
+    val = tmp_path / "val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = ["infer", "--model", str(tiny_llama), "--val_dataset", str(val), "--max_new_tokens", "2000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmforge", *cmd, "--result_path", str(tmp_path / "r.jsonl")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(8)  # loading and generating
+    assert proc.poll() is None, "inference ended before the interrupt could test anything"
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 30 and proc.returncode == 130, err[-2000:]
+    lines = [ln for ln in err.splitlines() if ln.strip() and "it/s" not in ln]
+    assert "Traceback" not in err and any("interrupted" in ln for ln in lines), err[-2000:]
