@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -181,3 +182,28 @@ def test_zero3_keeps_peft_forward(tmp_path):
     custom.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
     assert [partitions_params(v) for v in ("zero3", "zero3_offload", str(custom))] == [True, True, True]
     assert [partitions_params(v) for v in (None, "zero0", "zero1", "zero2", "default-zero2_offload")] == [False] * 5
+
+
+def test_sigterm_to_the_launcher_stops_every_rank_after_a_saved_step(tmp_path, tiny_llama):
+    import signal
+
+    data = write_sft_data(tmp_path / "d.jsonl", n=64)
+    out = tmp_path / "out"
+    argv = ["sft", "--model", str(tiny_llama), "--dataset", str(data), "--max_steps", "200", "--save_steps", "1000"]
+    argv += ["--logging_steps", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1"]
+    p = _run({"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}, *argv, "--output_dir", str(out))
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        runs = list(out.glob("v*/logging.jsonl"))
+        if runs and sum(1 for line in runs[0].read_text().splitlines() if '"loss"' in line) >= 2:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    text, _ = p.communicate(timeout=180)
+    assert p.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "Traceback" not in text and text.count("stopped by SIGTERM") == 1, text[-3000:]
+    run = only_run(out)
+    assert list(run.glob("checkpoint-*/rng_state_1.pth"))  # both ranks wrote the same step's checkpoint
+    time.sleep(1)
+    ranks = subprocess.run(["pgrep", "-f", f"lmforge sft.*{out}"], capture_output=True, text=True).stdout.split()
+    assert not ranks, f"ranks outlived the launcher: {ranks}"

@@ -180,10 +180,12 @@ def run(args: Args, method_name: str) -> int:
         print(f"[lmforge] rank {os.environ.get('RANK', '0')}/{job.world_size} trained {steps} steps", flush=True)
     last = sorted(job.run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     if stop.signal is not None:
-        saved = f"saved {last[-1]}" if last else "no checkpoint was saved"
-        resume = f"; resume with the same command plus --resume_from_checkpoint {last[-1]}" if last else ""
-        print(f"lmforge: stopped by {stop.name} after step {stop.saved_step}: {saved}{resume}", file=sys.stderr)
-        return 128 + stop.signal
+        if is_rank_zero():
+            saved = f"saved {last[-1]}" if last else "no checkpoint was saved"
+            resume = f"; resume with the same command plus --resume_from_checkpoint {last[-1]}" if last else ""
+            print(f"lmforge: stopped by {stop.name} after step {stop.saved_step}: {saved}{resume}", file=sys.stderr)
+        # a rank under torchrun ends cleanly (else torchrun reports a failed worker); the launcher returns 128+signal
+        return 0 if "LOCAL_RANK" in os.environ else 128 + stop.signal
     if last:
         print(f"[lmforge] last checkpoint: {last[-1]}")
     return 0

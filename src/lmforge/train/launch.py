@@ -48,19 +48,40 @@ def relaunch(command: str, argv: list[str], output_dir: str, add_version: bool) 
 
 
 def _supervise(cmd: list[str], env: dict[str, str]) -> int:
-    """Run torchrun as a child that never outlives us: SIGTERM/SIGINT are passed on (torchrun hands them to every
-    rank, which then save and stop), and the kernel sends it SIGTERM should this process die without a word."""
+    """Run torchrun as a child that never outlives us. SIGTERM/SIGINT go to the ranks themselves, which finish the
+    step, save and exit cleanly (sent to torchrun, its agent would kill them mid-step and print a traceback); in
+    its own session a terminal's Ctrl-C reaches only us; the kernel sends it SIGTERM should we die without a word."""
     import ctypes
     import signal
 
     def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
-    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
+    linux = sys.platform == "linux"
+    child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if linux else None, start_new_session=True)
+    got: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        got.append(signum)
+        ranks = _children(child.pid)
+        for pid in ranks or [child.pid]:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return child.wait()
+        code = child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return 128 + got[0] if got and code == 0 else code
+
+
+def _children(pid: int) -> list[int]:
+    """torchrun's worker processes (Linux /proc); [] where that cannot be read."""
+    try:
+        return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except (OSError, ValueError):
+        return []
