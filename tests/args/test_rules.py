@@ -12,6 +12,7 @@ from tests.conftest import FIXTURES
 SC = ["--dataset", "self-cognition#2"]
 CASES = {
     "dataset_given": (["sft"], "no --dataset given"),
+    "infer_data": (["infer", "--dataset", "self-cognition"], "--dataset is not used by infer"),
     "streaming_needs_max_steps": (["sft", *SC, "--streaming"], "--streaming true needs --max_steps"),
     "packing_not_streaming": (["pt", *SC, "--streaming", "--max_steps", "5", "--packing"], "--packing with"),
     "split_not_streaming": (["sft", *SC, "--streaming", "--max_steps", "5", "--split_dataset_ratio", "0.1"], "map"),

@@ -33,6 +33,13 @@ def _dataset_given(a: Args) -> None:
         raise UserError("no --dataset given", hint="e.g. --dataset data.jsonl or --dataset self-cognition#100")
 
 
+def _infer_data(a: Args) -> None:
+    """infer answers --val_dataset (or the run's own with --load_data_args); training-set flags mean nothing there."""
+    unused = [f for f in ("dataset", "split_dataset_ratio", "streaming", "dataset_shuffle") if f in a.explicit]
+    if unused:
+        raise UserError(f"--{unused[0]} is not used by infer", hint="infer answers --val_dataset FILE ...")
+
+
 def _streaming_needs_max_steps(a: Args) -> None:
     if a.data.streaming and a.train.max_steps <= 0:
         raise UserError("--streaming true needs --max_steps", hint="a stream has no length to count epochs by")
@@ -156,6 +163,7 @@ def _export_job(a: Args) -> None:
 
 RULES: tuple[Rule, ...] = (
     Rule("dataset_given", ("data",), (*TRAINING, "check"), _dataset_given),
+    Rule("infer_data", ("data",), ("infer",), _infer_data),
     Rule("streaming_needs_max_steps", ("data", "train"), TRAINING, _streaming_needs_max_steps),
     Rule("packing_not_streaming", ("data", "train"), TRAINING, _packing_not_streaming),
     Rule("split_not_streaming", ("data",), None, _split_not_streaming),
