@@ -13,7 +13,16 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.groups import AppArgs, DeployArgs, ExportArgs, GenerationArgs, InferArgs, PluginArgs, RLHFArgs
+from lmforge.args.groups import (
+    AdapterArgs,
+    AppArgs,
+    DeployArgs,
+    ExportArgs,
+    GenerationArgs,
+    InferArgs,
+    PluginArgs,
+    RLHFArgs,
+)
 from lmforge.args.validate import check_flags, check_rules
 from lmforge.errors import UserError
 from lmforge.names import check_names
@@ -57,7 +66,7 @@ COMMANDS: dict[str, Command] = {
             "model": ModelArgs,
             "template": TemplateArgs,
             "data": DataArgs,
-            "tuner": TunerArgs,
+            "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "infer": InferArgs,
         },
@@ -65,7 +74,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "export": Command(
         "Merge LoRA adapters into the base model (--merge_lora true), optionally push to the hub.",
-        {"model": ModelArgs, "template": TemplateArgs, "tuner": TunerArgs, "export": ExportArgs},
+        {"model": ModelArgs, "template": TemplateArgs, "tuner": AdapterArgs, "export": ExportArgs},
         "lmforge.export.merge:run_export",
     ),
     "deploy": Command(
@@ -73,7 +82,7 @@ COMMANDS: dict[str, Command] = {
         {
             "model": ModelArgs,
             "template": TemplateArgs,
-            "tuner": TunerArgs,
+            "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "deploy": DeployArgs,
         },
@@ -84,7 +93,7 @@ COMMANDS: dict[str, Command] = {
         {
             "model": ModelArgs,
             "template": TemplateArgs,
-            "tuner": TunerArgs,
+            "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "app": AppArgs,
         },

@@ -214,6 +214,15 @@ class TunerArgs:
 
 
 @dataclass
+class AdapterArgs:
+    """The one tuner flag of infer, export, deploy and app (the training tuner flags would mean nothing there)."""
+
+    adapters: list[str] = flag(
+        [], "LoRA checkpoints to load; deploy also takes name=PATH pairs (served by name)", kind="adapter"
+    )
+
+
+@dataclass
 class TrainArgs:
     output_dir: str = flag("output", "where runs go; a vN-YYYYmmdd-HHMMSS folder is made inside", kind="dir_out")
     add_version: bool = flag(True, "write into a new vN-YYYYmmdd-HHMMSS sub-folder of --output_dir")

@@ -167,7 +167,7 @@ RULES: tuple[Rule, ...] = (
     Rule("streaming_needs_max_steps", ("data", "train"), TRAINING, _streaming_needs_max_steps),
     Rule("packing_not_streaming", ("data", "train"), TRAINING, _packing_not_streaming),
     Rule("split_not_streaming", ("data",), None, _split_not_streaming),
-    Rule("quant_bits_fit_method", ("tuner",), None, _quant_bits_fit_method),
+    Rule("quant_bits_fit_method", ("tuner",), (*TRAINING, "check"), _quant_bits_fit_method),
     Rule("loraplus_is_lora", ("tuner",), TRAINING, _loraplus_is_lora),
     Rule("lisa_is_full", ("tuner",), TRAINING, _lisa_is_full),
     Rule("one_optimizer", ("tuner", "train"), TRAINING, _one_optimizer),
