@@ -32,26 +32,29 @@ def _logged_steps(out: Path) -> list[int]:
     return [r["global_step"] for r in rows if "loss" in r]
 
 
+def _interrupt_training(argv: list[str], out: Path, after_steps: int, sig: int) -> tuple[int, str, float]:
+    """Start `lmforge <argv>`, send `sig` once `after_steps` steps are logged; (exit code, stderr, seconds to exit)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmforge", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_logged_steps(out)) < after_steps and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    t0 = time.time()
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, time.time() - t0
+
+
 def test_sigterm_saves_the_current_step_and_resume_continues_exactly(tmp_path, tiny_llama):
     data = write_sft_data(tmp_path / "train.jsonl", n=40)
     r = run_cli(*_args(tiny_llama, data, tmp_path / "whole", 14, 100))
     assert r.returncode == 0, r.stderr[-2000:]
 
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmforge", *_args(tiny_llama, data, out, 14, 100)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and len(_logged_steps(out)) < 3 and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    t0 = time.time()
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert time.time() - t0 < 60
+    code, err, seconds = _interrupt_training(_args(tiny_llama, data, out, 14, 100), out, 3, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    assert seconds < 60
     lines = [ln for ln in err.splitlines() if "stopped by SIGTERM" in ln]
     assert len(lines) == 1 and "--resume_from_checkpoint" in lines[0] and "Traceback" not in err
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
@@ -130,18 +133,8 @@ def test_full_disk_for_an_export_or_results_file_is_one_line(tmp_path, tiny_llam
 def test_ctrl_c_during_training_saves_and_during_inference_ends_in_one_line(tmp_path, tiny_llama):
     data = write_sft_data(tmp_path / "train.jsonl", n=40)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmforge", *_args(tiny_llama, data, out, 200, 1000)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and len(_logged_steps(out)) < 2 and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
+    code, err, _ = _interrupt_training(_args(tiny_llama, data, out, 200, 1000), out, 2, signal.SIGINT)
+    assert code == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
     assert "stopped by SIGINT" in err and list(out.glob("checkpoint-*"))
 
     rows = [{"query": f"Tell a long story number {i}.", "response": "ok"} for i in range(64)]
