@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         load_plugins(args.plugins.external_plugins)  # before anything is resolved
         check_names(args)  # template, dataset, reward names: a plug-in may have registered them
         check_rules(name, args)  # relations between flags
+        from lmforge.features import check_features
+
+        check_features(name, args)  # optional packages (extras) a flag or command needs
         from lmforge.train.launch import wants_torchrun
 
         deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)

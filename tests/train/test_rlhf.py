@@ -163,7 +163,7 @@ def test_dpo_from_sft_adapter_with_ref_adapters(tmp_path, tiny_qwen3):
                 "--use_vllm",
                 "true",
             ],
-            "--use_vllm needs the vllm package and a CUDA GPU",
+            "--use_vllm needs vLLM: pip install 'lmforge[vllm]'",
         ),
     ],
 )

@@ -6,7 +6,6 @@ applies to. Single-flag checks (ranges, kinds) live on the fields instead (`grou
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +123,6 @@ def _rlhf_needs(a: Args) -> None:
         raise UserError("GRPO needs --reward_funcs", hint="e.g. --reward_funcs accuracy format")
     if r.rlhf_type == "ppo" and not r.reward_model and not r.reward_funcs:
         raise UserError("PPO needs --reward_model (an rm checkpoint) or --reward_funcs")
-    if r.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise UserError("--use_vllm needs the vllm package and a CUDA GPU", hint="drop it: rollouts use PyTorch")
 
 
 def _rlhf_tuner(a: Args) -> None:

@@ -33,7 +33,7 @@ def deepspeed_path(value: str | None) -> Path | None:
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
-        raise UserError("--deepspeed needs the deepspeed package", hint="pip install deepspeed")
+        raise UserError("--deepspeed needs DeepSpeed: pip install 'lmforge[deepspeed]'")
     return path
 
 

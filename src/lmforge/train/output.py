@@ -72,6 +72,10 @@ def draw_plots(run_dir: Path) -> list[Path]:
 
     matplotlib's Figure and Agg canvas directly, with fixed margins: pyplot's figure manager and tight_layout (which
     draws each figure twice) made the plots at the end of a run take ~0.4 s more."""
+    from lmforge.features import has_module
+
+    if not has_module("matplotlib"):  # plots are the `plot` extra; logging.jsonl holds the same curves
+        return []
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -26,7 +26,7 @@ def quantization_config(tuner: Any, dtype: Any) -> Any | None:
     import importlib.util
 
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("--quant_method bnb needs the bitsandbytes package", hint="pip install bitsandbytes")
+        raise UserError("--quant_method bnb needs bitsandbytes: pip install 'lmforge[quant]'")
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -48,7 +48,7 @@ def _quanto(tuner: Any) -> Any:
     if tuner.quant_bits not in (2, 4, 8):
         raise UserError("--quant_method quanto needs --quant_bits 2, 4 or 8")
     if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
-        raise UserError("--quant_method quanto needs the optimum-quanto package", hint="pip install optimum-quanto")
+        raise UserError("--quant_method quanto needs optimum-quanto: pip install 'lmforge[quant]'")
     from transformers import QuantoConfig
 
     return QuantoConfig(weights=f"int{tuner.quant_bits}")
