@@ -102,6 +102,11 @@ COMMANDS: dict[str, Command] = {
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"
     ),
+    "env": Command(
+        "Versions, devices, bf16 support and which optional features (extras) are installed: paste it in bug reports.",
+        {},
+        "lmforge.env:run_env",
+    ),
 }
 
 

@@ -43,7 +43,9 @@ def _unavailable(name: str) -> str | None:
     try:
         if importlib.util.find_spec(name) is None:
             return f"{name} is not installed"
-    except (ImportError, ValueError) as e:  # a parent package missing, or a broken/half-removed install
+    except ModuleNotFoundError:  # its parent package is missing ("optimum" for "optimum.quanto")
+        return f"{name} is not installed"
+    except (ImportError, ValueError) as e:  # a broken or half-removed install
         return f"{name} cannot be found ({type(e).__name__}: {e})"
     return None
 
