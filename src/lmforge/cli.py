@@ -10,7 +10,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
 from lmforge.args.groups import (
@@ -33,6 +35,7 @@ class Command:
     summary: str
     groups: dict[str, type]
     target: str  # "module:function"; the function takes the parsed Args and returns an exit code
+    raw: bool = False  # the function takes (argv, each command's groups): a command whose argument is a file
 
     def __post_init__(self) -> None:
         # every command takes plug-ins: one may register the template, dataset or model family it is asked for
@@ -102,6 +105,12 @@ COMMANDS: dict[str, Command] = {
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"
     ),
+    "migrate": Command(
+        "Print a LLaMA-Factory training YAML as the equivalent lmforge command line and lmforge YAML.",
+        {},
+        "lmforge.migrate:run_migrate",
+        raw=True,
+    ),
     "env": Command(
         "Versions, devices, bf16 support and which optional features (extras) are installed: paste it in bug reports.",
         {},
@@ -119,6 +128,11 @@ def _usage() -> str:
         "Flags follow ms-swift: `swift sft ...` works as `lmforge sft ...`.\n\n"
         f"commands:\n{rows}\n\n`lmforge <command> --help` lists a command's flags."
     )
+
+
+def _target(cmd: Command) -> Callable[..., Any]:
+    module_name, func_name = cmd.target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
+        groups = {n: c.groups for n, c in COMMANDS.items()}
+        if cmd.raw:
+            return int(_target(cmd)(rest, groups) or 0)
+        from lmforge.args.llamafactory import expand_config
+
+        # a LLaMA-Factory YAML: its keys as lmforge flags, and its `stage` may switch the command (dpo -> rlhf)
+        name, rest = expand_config(name, rest, groups)
+        cmd = COMMANDS[name]
         args = parse_flags(rest, cmd.groups)
         check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
         from lmforge.plugins import load_plugins
@@ -169,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             deepspeed_path(deepspeed)  # a bad --deepspeed fails here in one line, not once per rank under torchrun
 
             return relaunch(name, rest, args.train.output_dir, args.train.add_version)
-        module_name, func_name = cmd.target.split(":")
-        func = getattr(importlib.import_module(module_name), func_name)
-        return int(func(args) or 0)
+        return int(_target(cmd)(args) or 0)
     except UserError as e:
         print(f"lmforge {name}: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -105,8 +105,18 @@ def _typed(spec: FlagSpec, raw: str) -> Any:
     return raw
 
 
+def is_config_file(token: str) -> bool:
+    """A first argument naming a config file (the rest of argv are flags)."""
+    return token.endswith(CONFIG_SUFFIXES) and not token.startswith("-")
+
+
 def config_file_tokens(path: str) -> list[str]:
     """Turn a YAML/JSON config file into `--key value` tokens (file first, so the command line wins)."""
+    return dict_tokens(read_config(path))
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """The mapping a YAML/JSON config file holds; one-line errors for a missing or malformed file."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file not found: {path}")
@@ -121,6 +131,11 @@ def config_file_tokens(path: str) -> list[str]:
         raise UserError(f"{path}: cannot parse config file ({str(e).splitlines()[0]})")
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config file must map flag names to values")
+    return data
+
+
+def dict_tokens(data: Mapping[str, Any]) -> list[str]:
+    """`{flag: value}` as `--flag value ...` tokens (lists spread, booleans lower-case, dicts as JSON)."""
     tokens: list[str] = []
     for key, value in data.items():
         tokens.append(f"--{key}")
@@ -143,7 +158,7 @@ def _unknown(name: str, specs: dict[str, FlagSpec]) -> UserError:
 
 def parse_flags(argv: list[str], groups: dict[str, type]) -> Args:
     """Parse argv into the given groups. A first argument ending in .yaml/.yml/.json supplies defaults."""
-    if argv and argv[0].endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-"):
+    if argv and is_config_file(argv[0]):
         argv = config_file_tokens(argv[0]) + argv[1:]
     specs = flag_specs(groups)
     values: dict[str, Any] = {}

@@ -195,6 +195,8 @@ def preference(row: dict) -> dict:
     """{"prompt", "chosen", "rejected"} (strings, or message lists as trl writes them)."""
     chosen, rejected = row.get("chosen"), row.get("rejected")
     prompt = row.get("prompt") or row.get("query") or row.get("question")
+    if prompt is None and row.get("instruction"):  # LLaMA-Factory's alpaca ranking rows: instruction (+ input)
+        prompt = "\n".join(x for x in (row["instruction"], row.get("input")) if x)
     if isinstance(chosen, list):  # conversational preference rows
         msgs = (normalize_messages(prompt) if isinstance(prompt, list) else []) + normalize_messages(chosen)
         rej = normalize_messages(rejected) if isinstance(rejected, list) else []
@@ -205,7 +207,9 @@ def preference(row: dict) -> dict:
     if rej_text is None:
         raise RowError("rejected", "missing or null", "preference rows need a rejected answer")
     return _extras(
-        row, {"messages": msgs, "rejected_response": rej_text}, {"prompt", "query", "question", "chosen", "rejected"}
+        row,
+        {"messages": msgs, "rejected_response": rej_text},
+        {"prompt", "query", "question", "instruction", "input", "chosen", "rejected"},
     )
 
 
