@@ -39,7 +39,8 @@ class Command:
 
     def __post_init__(self) -> None:
         # every command takes plug-ins: one may register the template, dataset or model family it is asked for
-        object.__setattr__(self, "groups", {**self.groups, "plugins": PluginArgs})
+        if not self.raw:
+            object.__setattr__(self, "groups", {**self.groups, "plugins": PluginArgs})
 
 
 _TRAIN_GROUPS = {
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lmforge: error: unknown command '{argv[0]}'{hint}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     rest = argv[1:]
-    if "-h" in rest or "--help" in rest:
+    if ("-h" in rest or "--help" in rest) and not cmd.raw:
         print(format_help(name, cmd.summary, cmd.groups))
         return 0
     # library deprecation notices (transformers 5 renames) are noise to a user running a command, and so is

@@ -17,10 +17,10 @@ def command_line(command: str, flags: dict[str, Any]) -> str:
 
 def run_migrate(argv: list[str], groups: dict[str, dict[str, type]]) -> int:
     """Print the command line, then the YAML; `groups` is each command's flag groups (from the CLI)."""
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        if argv and argv[0] in ("-h", "--help"):
-            print("usage: lmforge migrate config.yaml\n\nPrint a LLaMA-Factory training YAML as lmforge flags.")
-            return 0
+    if "-h" in argv or "--help" in argv:
+        print("usage: lmforge migrate config.yaml\n\nPrint a LLaMA-Factory training YAML as lmforge flags (--help).")
+        return 0
+    if len(argv) != 1:
         raise UserError("migrate takes one LLaMA-Factory config file", hint="lmforge migrate llama3_lora_sft.yaml")
     import yaml
 

@@ -95,11 +95,11 @@ def test_free_text_flags_are_known():
     assert free == FREE_TEXT
 
 
-@pytest.mark.parametrize("command", list(cli.COMMANDS))
+@pytest.mark.parametrize("command", [n for n, c in cli.COMMANDS.items() if not c.raw])  # raw: takes a file
 def test_every_flag_rejects_bad_values_in_one_line(command, no_command_runs, capsys):
     t0 = time.perf_counter()
     todo = cases(command, no_command_runs)
-    assert len(todo) > 10
+    assert todo  # `lmforge env` has only --external_plugins
     failures = []
     for name, what, value in todo:
         rc = cli.main([command, f"--{name}", value])

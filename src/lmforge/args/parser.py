@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lmforge.args.legacy import upgrade
 from lmforge.errors import UserError
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -161,6 +162,7 @@ def parse_flags(argv: list[str], groups: dict[str, type]) -> Args:
     if argv and is_config_file(argv[0]):
         argv = config_file_tokens(argv[0]) + argv[1:]
     specs = flag_specs(groups)
+    argv = upgrade(argv, specs)  # ms-swift v2/v3 names (--sft_type, --model_id_or_path ...) with a note
     values: dict[str, Any] = {}
     i = 0
     while i < len(argv):
