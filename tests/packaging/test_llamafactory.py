@@ -60,6 +60,14 @@ def lf_dir(tmp_path, monkeypatch, tiny_llama) -> Path:
     (data / "alpaca.json").write_text(json.dumps(alpaca))
     (data / "identity.json").write_text(json.dumps(ident))
     (data / "pref.json").write_text(json.dumps(pref))
+    kto = [
+        {
+            "messages": [{"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}"}],
+            "label": i % 2 == 0,
+        }
+        for i in range(6)
+    ]
+    (data / "kto.json").write_text(json.dumps(kto))
     (data / "c4.jsonl").write_text("".join(json.dumps({"text": f"Line {i} of some text."}) + "\n" for i in range(6)))
     info = {
         "identity": {"file_name": "identity.json"},
@@ -70,6 +78,12 @@ def lf_dir(tmp_path, monkeypatch, tiny_llama) -> Path:
             "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"},
         },
         "c4_demo": {"file_name": "c4.jsonl", "columns": {"prompt": "text"}},
+        "kto_en_demo": {  # LLaMA-Factory's own entry for its KTO demo
+            "file_name": "kto.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "kto_tag": "label"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        },
     }
     (data / "dataset_info.json").write_text(json.dumps(info))
     monkeypatch.chdir(tmp_path)
@@ -130,10 +144,11 @@ def test_lora_sft_yaml_runs_and_migrate_prints_the_same_run(lf_dir, capsys):
             {"dataset": "dpo_en_demo", "pref_beta": 0.2, "pref_loss": "sigmoid", "learning_rate": 5.0e-6},
             {"rlhf_type": "dpo", "beta": 0.2},
         ),
+        ("kto", {"dataset": "kto_en_demo", "pref_beta": 0.1}, {"rlhf_type": "kto", "beta": 0.1}),
         ("pt", {"dataset": "c4_demo", "template": None}, {"loss_scale": "all"}),
         ("sft", {"quantization_bit": 4, "quantization_method": "bnb"}, {"quant_method": "bnb", "quant_bits": 4}),
     ],
-    ids=["dpo", "pretrain", "qlora"],
+    ids=["dpo", "kto", "pretrain", "qlora"],
 )
 def test_stage_picks_the_command_and_trains(lf_dir, stage, extra, checks, capsys):
     cfg = _write(lf_dir / f"{stage}.yaml", {**LORA_SFT, "stage": stage, "output_dir": "out", **extra})
@@ -143,7 +158,7 @@ def test_stage_picks_the_command_and_trains(lf_dir, stage, extra, checks, capsys
     a = _args(run)
     assert {k: a[k] for k in checks} == checks
     if stage != "sft":
-        assert f"stage {stage} runs as `lmforge {'rlhf' if stage == 'dpo' else 'pt'}`" in capsys.readouterr().err
+        assert f"stage {stage} runs as `lmforge {'pt' if stage == 'pt' else 'rlhf'}`" in capsys.readouterr().err
 
 
 def test_unsupported_keys_are_listed_in_one_line(lf_dir, capsys):

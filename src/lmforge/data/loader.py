@@ -253,7 +253,8 @@ def convert(
         **(json.loads(args.columns) if args.columns else {}),
     }
     if meta and meta.formatting:  # LLaMA-Factory's column names for alpaca fields
-        mapping = {k: LF_KEYS.get(v, v) if meta.formatting == "alpaca" else v for k, v in mapping.items()}
+        keys = LF_KEYS if meta.formatting == "alpaca" else {"kto_tag": "label"}  # sharegpt has kto_tag too
+        mapping = {k: keys.get(v, v) for k, v in mapping.items()}
     rename = _rename_map(columns, mapping) if "__json__" not in columns else mapping
     renamed = [rename.get(c, c) for c in columns]
     first = None
