@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
+from lmforge.args.eval_args import EvalArgs
 from lmforge.args.groups import (
     AdapterArgs,
     AppArgs,
@@ -98,6 +99,18 @@ COMMANDS: dict[str, Command] = {
             "app": AppArgs,
         },
         "lmforge.ui.chat:run_app",
+    ),
+    "eval": Command(
+        "Evaluate a model, a LoRA checkpoint (side by side with its base) or a server, offline: multiple choice, "
+        "QA, identity; EvalScope's output layout.",
+        {
+            "model": ModelArgs,
+            "template": TemplateArgs,
+            "tuner": AdapterArgs,
+            "generation": GenerationArgs,
+            "eval": EvalArgs,
+        },
+        "lmforge.eval.run:run_eval",
     ),
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"
