@@ -193,7 +193,6 @@ def test_eval_url_against_lmforge_deploy(tiny_llama, evaldata, tmp_path, capsys)
         ({}, ["general_mqc", None], "did you mean general_mcq"),
         ({}, ["lmforge_mcq", None, "--eval_url", "http://127.0.0.1:9/v1"], "cannot reach it"),
         ({}, ["lmforge_mcq", None, "--eval_generation_config", '{"max_len": 3}'], "unknown key 'max_len'"),
-        ({}, ["lmforge_mcq", None, "--eval_backend", "OpenCompass"], "not available"),
         ({}, ["lmforge_mcq", None, "--compare_base", "true"], "--compare_base needs --adapters"),
         ({}, ["lmforge_mcq", None, "--fail_on", "stop_rate<<1"], "--fail_on"),
         ({}, ["lmforge_mcq", None, "--fail_on", "stop_rat<1"], "--fail_on stop_rat: unknown"),
