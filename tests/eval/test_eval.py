@@ -104,7 +104,9 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
     """One CLI run: --adapters restores model and keywords from args.json, --compare_base runs both on one
     engine; a random model never stops, so --fail_on stop_rate<0.95 exits 1 and the token limit held."""
     out = tmp_path / "out"
-    flags = _args(evaldata, "general_mcq", "general_qa", "lmforge_identity", general_mcq={"mode": "generate"})
+    flags = _args(
+        evaldata, "general_mcq", "general_qa", "lmforge_identity", "humaneval", general_mcq={"mode": "generate"}
+    )
     r = run_cli(
         "eval",
         "--adapters",
@@ -131,6 +133,7 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
         assert sorted(p.name for p in side.iterdir()) == [
             "general_mcq.json",
             "general_qa.json",
+            "humaneval.json",
             "lmforge_identity.json",
         ]
     qa = json.loads((adapted / "general_qa.json").read_text())
@@ -141,6 +144,10 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
     base_preds = [json.loads(x) for x in (run / "predictions" / "tiny-llama0" / "general_qa_example.jsonl").open()]
     assert [p["prediction"] for p in preds] != [p["prediction"] for p in base_preds]  # the adapter is on
     assert len(list((run / "reviews" / "tiny-llama0").glob("lmforge_identity_*.jsonl"))) == 2  # en and zh
+    code = [json.loads(x) for x in (run / "reviews" / "tiny-llama0" / "humaneval_openai_humaneval.jsonl").open()]
+    assert len(code) == 2 and all(c["score"] == {"pass@1": 0.0} for c in code)  # 5 random tokens pass nothing
+    code_preds = (run / "predictions" / "tiny-llama0" / "humaneval_openai_humaneval.jsonl").read_text()
+    assert all(json.loads(x)["result"].startswith("failed") for x in code_preds.splitlines())
     md = (run / "compare.md").read_text()
     assert "| general_qa | Rouge-L-R |" in md and "| tiny-llama0 | v0-demo-checkpoint-5 | delta |" in md
     assert (run / "compare.png").stat().st_size > 5000

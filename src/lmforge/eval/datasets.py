@@ -11,52 +11,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmforge.errors import DataError, UserError
-from lmforge.registry import Registry
+from lmforge.eval import code  # noqa: F401  (registers humaneval)
+from lmforge.eval.table import EVAL_DATASETS, LETTERS, EvalTask, Sample, register_eval_dataset
 
 DATA_DIR = Path(__file__).parent / "data"
-LETTERS = "ABCDEFGHIJ"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One row to evaluate: the conversation the model answers (few-shot already in it), and what is right."""
-
-    id: str
-    subset: str
-    messages: list[dict]
-    target: str  # the answer letter, the reference answer, or the keywords joined by '|'
-    choices: tuple[str, ...] = ()  # multiple choice: the texts of A, B, ...
-
-
-@dataclass(frozen=True)
-class EvalTask:
-    """A dataset kind: how its rows are read (`load(options)`) and which scorer (eval/scorers.py) grades them.
-    `options` are the keys its `--eval_dataset_args` entry may hold; `metrics` what its report lists, `main` first."""
-
-    name: str
-    scorer: str  # mcq, qa, keywords (eval/scorers.py SCORERS)
-    load: Callable[[dict], list[Sample]]
-    metrics: tuple[str, ...]
-    options: frozenset[str] = frozenset()
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def main(self) -> str:
-        return self.metrics[0]
-
-
-EVAL_DATASETS: Registry[EvalTask] = Registry("eval dataset", "--eval_dataset")
-
-
-def register_eval_dataset(task: EvalTask) -> EvalTask:
-    """Plug-ins register their own sets (`--external_plugins`); the name is what `--eval_dataset` takes."""
-    return EVAL_DATASETS.register(task.name, task)
 
 
 def lookup_eval_dataset(name: str) -> EvalTask:
@@ -197,8 +159,9 @@ QA_METRICS = ("Rouge-L-R", "Rouge-L-P", "Rouge-L-F", "Rouge-1-R", "Rouge-1-F", "
 QA_METRICS += ("bleu-1", "bleu-2", "bleu-3", "bleu-4")
 MCQ_OPTIONS = GEN | {"few_shot_num", "mode"}
 
-register_eval_dataset(EvalTask("general_mcq", "mcq", load_general_mcq, MCQ_METRICS, MCQ_OPTIONS))
-register_eval_dataset(EvalTask("general_qa", "qa", load_general_qa, QA_METRICS, GEN))
+PATH = frozenset({"local_path"})
+register_eval_dataset(EvalTask("general_mcq", "mcq", load_general_mcq, MCQ_METRICS, MCQ_OPTIONS, required=PATH))
+register_eval_dataset(EvalTask("general_qa", "qa", load_general_qa, QA_METRICS, GEN, required=PATH))
 register_eval_dataset(
     EvalTask(
         "lmforge_mcq",

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
-from lmforge.eval.datasets import EvalTask, lookup_eval_dataset
+from lmforge.eval.datasets import lookup_eval_dataset
 from lmforge.eval.scorers import SCORERS, generates
+from lmforge.eval.table import EvalTask
 from lmforge.infer.engine import SamplingConfig
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _dataset_options(task: EvalTask, given: Any, saved: RunArgs | None) -> dict:
         known = ", ".join(sorted(task.options)) or "none"
         raise UserError(f"--eval_dataset_args {task.name}: unknown option '{unknown[0]}'; known: {known}")
     opts = {**task.defaults, **given}
-    if "local_path" in task.options and "local_path" not in opts:
+    if "local_path" in task.required and "local_path" not in opts:
         raise UserError(
             f'--eval_dataset {task.name} needs its data: --eval_dataset_args \'{{"{task.name}": '
             f'{{"local_path": "DIR"}}}}\'',

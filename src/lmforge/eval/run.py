@@ -23,7 +23,7 @@ from lmforge.runargs import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     from lmforge.args.parser import Args
-    from lmforge.eval.datasets import Sample
+    from lmforge.eval.table import Sample
 
 ADAPTER = "adapter"  # the name the checkpoint is loaded under when the base runs beside it
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lmforge.eval.datasets import LETTERS, Sample
+from lmforge.eval.table import LETTERS, Sample
 from lmforge.infer.metrics import qa_scores
 from lmforge.registry import Registry
 
