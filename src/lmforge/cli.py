@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
-from lmforge.args.eval_args import EvalArgs
+from lmforge.args.eval_args import EvalArgs, TrainEvalArgs
 from lmforge.args.groups import (
     AdapterArgs,
     AppArgs,
@@ -55,7 +55,11 @@ COMMANDS: dict[str, Command] = {
         {"check": CheckArgs, **_TRAIN_GROUPS},
         "lmforge.check:run",
     ),
-    "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.job:run_sft"),
+    "sft": Command(
+        "Supervised fine-tuning (LoRA or full).",
+        {**_TRAIN_GROUPS, "eval": TrainEvalArgs},
+        "lmforge.train.job:run_sft",
+    ),
     "rlhf": Command(
         "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
         {**_TRAIN_GROUPS, "rlhf": RLHFArgs},

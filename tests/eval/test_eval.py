@@ -214,3 +214,66 @@ def test_bad_input_is_one_line_before_any_model_loads(tmp_path, capsys, files, f
     code = main(["eval", "--model", str(tmp_path / "no-model-needed"), "--eval_dataset", name, *opts, *rest])
     err = capsys.readouterr().err
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_sft_scores_eval_sets_during_training(tiny_llama, tmp_path, capsys):
+    """--eval_dataset during sft: scored at every --eval_steps on the weights being trained (the last score equals
+    `lmforge eval` on the checkpoint saved at that step), logged as eval_<dataset>_<metric> and plotted."""
+    from tests.train.helpers import logs, only_run
+
+    rows = [{"query": f"Question number {i}?", "response": "I am lmforge bot."} for i in range(24)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qa").mkdir()
+    held_out = [{"query": f"Another question {i}?", "response": "I am lmforge bot."} for i in (51, 52, 53)]
+    (tmp_path / "qa" / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    qa = [
+        "--eval_dataset",
+        "general_qa",
+        "--eval_dataset_args",
+        json.dumps({"general_qa": {"local_path": str(tmp_path / "qa")}}),
+    ]
+    r = run_cli(
+        "sft",
+        "--model",
+        str(tiny_llama),
+        "--dataset",
+        str(tmp_path / "train.jsonl"),
+        "--tuner_type",
+        "full",
+        "--max_steps",
+        "8",
+        "--learning_rate",
+        "3e-2",
+        "--per_device_train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        "1",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "8",
+        "--logging_steps",
+        "4",
+        "--torch_dtype",
+        "float32",
+        *qa,
+        "--eval_generation_config",
+        '{"max_tokens": 8}',
+        "--eval_use_evalscope",
+        "true",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = only_run(tmp_path / "out")
+    lines = logs(run)
+    curve = {x["global_step"]: x["eval_general_qa_Rouge-L-R"] for x in lines if "eval_general_qa_Rouge-L-R" in x}
+    assert sorted(curve) == [4, 8]
+    losses = [x["loss"] for x in lines if "loss" in x]
+    assert losses[-1] < losses[0] - 2  # it trained
+    assert (run / "images" / "eval_general_qa_Rouge-L-R.png").is_file()
+    out = tmp_path / "after"
+    flags = ["--model", str(run / "checkpoint-8"), *qa, "--max_new_tokens", "8", "--eval_output_dir", str(out)]
+    assert main(["eval", *flags]) == 0
+    report = json.loads(next((_one_run(out) / "reports").glob("*/general_qa.json")).read_text())
+    assert curve[8] == pytest.approx(report["score"]), capsys.readouterr().out

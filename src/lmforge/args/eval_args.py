@@ -45,3 +45,20 @@ class EvalArgs:
     fail_on: str | None = flag(None, "exit 1 when a condition holds, e.g. 'stop_rate<0.95,leaks>0'", pattern=FAIL_ON)
     compare_base: bool = flag(False, "also run the base model (adapter off) on the same rows: a side-by-side report")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+
+
+@dataclass
+class TrainEvalArgs:
+    """sft's evaluation sets, scored on the current weights at every evaluation (--eval_steps)."""
+
+    eval_dataset: list[str] = flag(
+        [],
+        "score these sets at each evaluation: general_qa, lmforge_identity, ... (logged eval_<ds>_<metric>)",
+        kind="eval_dataset",
+    )
+    eval_dataset_args: str | None = flag(None, "JSON per dataset (as lmforge eval)", kind="json", json_type=dict)
+    eval_limit: int | None = flag(None, "rows per subset at each evaluation (default: all)", **POSITIVE)
+    eval_generation_config: str | None = flag(
+        None, "JSON generation settings, e.g. '{\"max_tokens\": 64}'", kind="json", json_type=dict
+    )
+    eval_use_evalscope: bool = flag(False, "ms-swift's switch; accepted: lmforge's own runner scores the sets")

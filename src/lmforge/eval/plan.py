@@ -105,15 +105,17 @@ def _dataset_options(task: EvalTask, given: Any, saved: RunArgs | None) -> dict:
 def sampling(args: Args) -> SamplingConfig:
     """--eval_generation_config over the generation flags; greedy and 512 tokens by default (ms-swift eval's
     temperature 0). The token limit always holds: a model that never stops is reported, not waited for."""
-    g = args.generation
-    fields: dict[str, Any] = {
-        "max_new_tokens": g.max_new_tokens or DEFAULT_MAX_TOKENS,
-        "temperature": g.temperature or 0.0,
-        "top_p": g.top_p or 1.0,
-        "top_k": g.top_k or 0,
-        "repetition_penalty": g.repetition_penalty or 1.0,
-        "stop": tuple(g.stop_words),
-    }
+    fields: dict[str, Any] = {"max_new_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.0}
+    g = args.groups.get("generation")  # sft evaluates without generation flags
+    if g is not None:
+        fields.update(
+            max_new_tokens=g.max_new_tokens or DEFAULT_MAX_TOKENS,
+            temperature=g.temperature or 0.0,
+            top_p=g.top_p or 1.0,
+            top_k=g.top_k or 0,
+            repetition_penalty=g.repetition_penalty or 1.0,
+            stop=tuple(g.stop_words),
+        )
     for key, value in _json(args.eval.eval_generation_config).items():
         if key not in GEN_KEYS:
             raise UserError(f"--eval_generation_config: unknown key '{key}'; known: {', '.join(GEN_KEYS)}")
@@ -138,8 +140,8 @@ def parse_fail_on(text: str | None, known: set[str]) -> list[Condition]:
 
 
 def make_plan(args: Args, saved: RunArgs | None, can_score: bool) -> EvalPlan:
-    e = args.eval
-    if e.extra_eval_args and _json(e.extra_eval_args):
+    e = args.eval  # EvalArgs, or sft's TrainEvalArgs (no --extra_eval_args, no --fail_on)
+    if getattr(e, "extra_eval_args", None) and _json(e.extra_eval_args):
         raise UserError(
             "--extra_eval_args is passed to EvalScope's TaskConfig; the built-in runner takes none",
             hint="drop it, or set the option in --eval_dataset_args",
@@ -157,7 +159,7 @@ def make_plan(args: Args, saved: RunArgs | None, can_score: bool) -> EvalPlan:
         plans.append(DatasetPlan(task, opts, generates(task.scorer, opts, can_score)))
         SCORERS.lookup(task.scorer)
     known = {p.task.name for p in plans} | {f"{p.task.name}.{m}" for p in plans for m in p.task.metrics}
-    fail_on = parse_fail_on(e.fail_on, known | set(BEHAVIOUR_KEYS))
+    fail_on = parse_fail_on(getattr(e, "fail_on", None), known | set(BEHAVIOUR_KEYS))
     if any(c.key in BEHAVIOUR_KEYS for c in fail_on) and not any(p.generates for p in plans):
         raise UserError(
             "--fail_on tests generated answers, but every dataset here is scored by log-likelihood",
