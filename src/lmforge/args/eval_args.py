@@ -16,7 +16,9 @@ FAIL_ON = (
 @dataclass
 class EvalArgs:
     eval_dataset: list[str] = flag(
-        [], "datasets: general_mcq, general_qa, lmforge_identity, lmforge_mcq, or a plug-in's", kind="eval_dataset"
+        [],
+        "datasets: general_mcq, general_qa, humaneval, lmforge_identity, lmforge_mcq, or a plug-in's",
+        kind="eval_dataset",
     )
     eval_backend: str = flag(
         "Native",
