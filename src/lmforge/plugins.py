@@ -107,6 +107,21 @@ def register_metric(name: str, fn: Any = None) -> Any:
     return METRICS.register(name, fn)
 
 
+def register_eval_dataset(name: str, load: Any = None, *, scorer: str = "qa", **fields: Any) -> Any:
+    """`lmforge eval --eval_dataset NAME`: `load(options) -> list[lmforge.eval.datasets.Sample]`, graded by the
+    scorer `mcq`, `qa` or `keywords`; EvalTask fields (metrics, options, defaults) as keywords."""
+    from lmforge.eval.datasets import QA_METRICS
+    from lmforge.eval.table import EvalTask
+    from lmforge.eval.table import register_eval_dataset as add
+
+    def deco(fn: Any) -> Any:
+        opts = frozenset(fields.pop("options", ()))
+        add(EvalTask(name, scorer, fn, tuple(fields.pop("metrics", QA_METRICS)), opts, **fields))
+        return fn
+
+    return deco(load) if load is not None else deco
+
+
 def register_callback(name: str, cls: Any = None) -> Any:
     from lmforge.train.extensions import CALLBACKS
 

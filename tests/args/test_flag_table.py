@@ -58,6 +58,7 @@ def wrong_value(spec: FlagSpec, tmp: Path) -> str | None:
         "model_type": "__bogus__",
         "reward": "__bogus__",
         "dataset": "missing.jsonl",
+        "eval_dataset": "__bogus__",
         **dict.fromkeys(REGISTRY_KINDS, "__bogus__"),
     }.get(kind)
 

@@ -37,6 +37,7 @@ CASES = {
         "must be below the soft maximum length 512",
     ),
     "export_job": (["export", "--adapters", ".", "--merge_lora", "--push_to_hub"], "needs --hub_model_id"),
+    "eval_job": (["eval"], "no --eval_dataset given"),
 }
 MORE = [
     (["sft", *SC, "--quant_method", "bnb", "--quant_bits", "2"], "--quant_method bnb needs --quant_bits 4 or 8"),
@@ -47,6 +48,8 @@ MORE = [
     (["export", "--merge_lora"], "export needs --adapters"),
     (["export", "--adapters", "."], "nothing to export"),
     (["export", "--adapters", ".", "--merge_lora", "--output_dir", "."], "already exists"),
+    (["eval", "--eval_dataset", "lmforge_mcq", "--adapters", ".", "--eval_url", "http://x"], "--adapters need a local"),
+    (["eval", "--eval_dataset", "lmforge_mcq", "--eval_backend", "VLMEvalKit"], "not available in this lmforge"),
 ]
 
 

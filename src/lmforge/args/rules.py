@@ -158,6 +158,23 @@ def _export_job(a: Args) -> None:
         raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
 
 
+def _eval_job(a: Args) -> None:
+    e = a.eval
+    if not e.eval_dataset:
+        raise UserError("no --eval_dataset given", hint="e.g. --eval_dataset lmforge_mcq general_qa")
+    if e.eval_backend != "Native":
+        raise UserError(
+            f"--eval_backend {e.eval_backend} is not available in this lmforge version",
+            hint="use --eval_backend Native (the built-in runner)",
+        )
+    if e.eval_url and a.tuner.adapters:
+        raise UserError("--eval_url evaluates the server's model; --adapters need a local model", hint="pick one")
+    if e.compare_base and not a.tuner.adapters:
+        raise UserError("--compare_base needs --adapters CKPT (the base is the model without them)")
+    if e.compare_base and e.eval_url:
+        raise UserError("--compare_base runs a local model with and without its adapter", hint="drop --eval_url")
+
+
 RULES: tuple[Rule, ...] = (
     Rule("dataset_given", ("data",), (*TRAINING, "check"), _dataset_given),
     Rule("infer_data", ("data",), ("infer",), _infer_data),
@@ -176,6 +193,7 @@ RULES: tuple[Rule, ...] = (
     Rule("rlhf_tuner", ("rlhf", "tuner"), ("rlhf",), _rlhf_tuner),
     Rule("soft_overlong_lengths", ("rlhf",), ("rlhf",), _soft_overlong_lengths),
     Rule("export_job", ("export", "tuner"), ("export",), _export_job),
+    Rule("eval_job", ("eval", "tuner"), ("eval",), _eval_job),
 )
 
 

@@ -1,6 +1,11 @@
-"""Scores for batch inference: exact-match accuracy and ROUGE-L (F1 over the longest common subsequence)."""
+"""Scores for batch inference and `lmforge eval`: exact-match accuracy, ROUGE-L (F1 over the longest common
+subsequence), and per-answer BLEU-1..4 / ROUGE-1/2/L."""
 
 from __future__ import annotations
+
+import math
+import re
+from collections import Counter
 
 from lmforge.registry import Registry
 
@@ -42,3 +47,56 @@ def accuracy(pairs: list[tuple[str, str]]) -> float:
 METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float
 METRICS.register("acc", accuracy)
 METRICS.register("rouge", rouge_l)
+
+
+# -- BLEU-1..4 and ROUGE-1/2/L per answer, without nltk data (EvalScope's BLEU is silently 0 offline) -------------
+
+_WORD = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]|[^\W_]+", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    """Lowercased words; CJK characters one by one; punctuation dropped."""
+    return _WORD.findall(text.lower())
+
+
+def _ngrams(units: list[str], n: int) -> Counter:
+    return Counter(tuple(units[i : i + n]) for i in range(len(units) - n + 1))
+
+
+def bleu_n(pred: list[str], ref: list[str], n: int) -> float:
+    """The modified n-gram precision for order n alone, times the brevity penalty (EvalScope's bleu-n: nltk's
+    sentence_bleu with weight 1 on order n). No n-gram match scores a smoothed 0.1/count (nltk's method1), none to
+    compare 0."""
+    hyp, refs = _ngrams(pred, n), _ngrams(ref, n)
+    total = sum(hyp.values())
+    if not total:
+        return 0.0
+    match = sum(min(c, refs[g]) for g, c in hyp.items())
+    precision = (match or 0.1) / total
+    brevity = 1.0 if len(pred) >= len(ref) else math.exp(1 - len(ref) / len(pred))
+    return brevity * precision
+
+
+def _prf(match: int, n_pred: int, n_ref: int) -> tuple[float, float, float]:
+    p = match / n_pred if n_pred else 0.0
+    r = match / n_ref if n_ref else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def qa_scores(pred: str, ref: str) -> dict[str, float]:
+    """EvalScope's general_qa metrics for one answer: bleu-1..4 and Rouge-1/2/L -R/-P/-F."""
+    p, r = tokens(pred), tokens(ref)
+    out = {f"bleu-{n}": bleu_n(p, r, n) for n in (1, 2, 3, 4)}
+    for n in (1, 2):
+        hp, hr = _ngrams(p, n), _ngrams(r, n)
+        prf = _prf(sum((hp & hr).values()), sum(hp.values()), sum(hr.values()))
+        out.update(zip((f"Rouge-{n}-P", f"Rouge-{n}-R", f"Rouge-{n}-F"), prf))
+    out.update(zip(("Rouge-L-P", "Rouge-L-R", "Rouge-L-F"), _prf(_lcs(p, r), len(p), len(r))))
+    return out
+
+
+def bleu(pairs: list[tuple[str, str]]) -> float:
+    return sum(qa_scores(p, r)["bleu-4"] for p, r in pairs) / len(pairs) if pairs else 0.0
+
+
+METRICS.register("bleu", bleu)

@@ -46,6 +46,9 @@ def build(job: Job) -> Any:
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
 
     a = job.args
+    from lmforge.train.evaluating import eval_plan
+
+    evaluating = eval_plan(a)  # sets, options and rows checked before the model loads
     train_ds, val_ds = encode(job)
     max_length = a.template.max_length or 2048
     if a.train.packing:
@@ -78,11 +81,21 @@ def build(job: Job) -> Any:
         eval_dataset=val_ds,
         data_collator=FlatCollator() if flat else PaddedCollator(job.setup.tokenizer.pad_token_id),
         processing_class=job.setup.tokenizer,
-        callbacks=callbacks(job),
+        callbacks=callbacks(job) + eval_callbacks(job, evaluating),
         optimizers=(optimizer(job, model), None),
         compute_loss_func=loss_function(a.train.loss_type),
     )
     return finish(trainer, job)
+
+
+def eval_callbacks(job: Job, evaluating: Any) -> list:
+    if evaluating is None:
+        return []
+    from lmforge.train.evaluating import EvalDuringTraining
+
+    t = job.args.train
+    every = t.eval_steps or t.save_steps
+    return [EvalDuringTraining(*evaluating, job.setup.template, every, t.per_device_eval_batch_size * 8)]
 
 
 def loss_function(name: str | None) -> Any:

@@ -93,6 +93,9 @@ def finish(trainer: Any, job: Job) -> Any:
     from lmforge.train.trainer import Progress
 
     trainer.args_json = job.run_args
+    for cb in trainer.callback_handler.callbacks:  # callbacks that log through the Trainer (train/evaluating.py)
+        if hasattr(cb, "bind"):
+            cb.bind(trainer)
     trainer.remove_callback(transformers.trainer_callback.ProgressCallback)
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
     trainer.add_callback(Progress())
