@@ -90,7 +90,7 @@ class _NotChat(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: Any) -> Any:
         if request.url.path in CHAT_ROUTES:
-            return err(400, f"this is a {self.task} model, not a chat model: use {self.route}", param="model")
+            return err(400, f"this model's task is {self.task}, not chat: use {self.route}", param="model")
         return await call_next(request)
 
 
@@ -122,7 +122,7 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
             return picked
         if route not in routes:
             needs = "/".join(n for n, t in TASKS.items() if route in t.routes)
-            return err(400, f"{route} needs a --task_type {needs} model; '{state.base_name}' is a {task} model")
+            return err(400, f"{route} needs a --task_type {needs} model; '{state.base_name}' has task {task}")
         texts = runner.texts([[{"role": "user", "content": x}] for x in body.input])
         limit = getattr(runner.model.config, "max_position_embeddings", None)
         for i, t in enumerate(texts):
