@@ -37,7 +37,8 @@ def _seq_cls(args: Any, setup: Any, rows: list[dict]) -> list[str]:
 
 
 def _embedding(args: Any, setup: Any, rows: list[dict]) -> list[str]:
-    from lmforge.train.embedding import EMBEDDING_LOSSES, columns
+    from lmforge.data.pairs import columns
+    from lmforge.train.embedding import EMBEDDING_LOSSES
 
     name = args.train.loss_type or "infonce"
     if name not in EMBEDDING_LOSSES:

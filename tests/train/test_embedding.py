@@ -50,17 +50,18 @@ def metric(out: str, name: str) -> float:
 def base_recall(ckpt: Path, data: Path, capsys) -> float:
     """The same checkpoint with its adapter switched off: the base model's figure."""
     from lmforge.args import parse_flags
+    from lmforge.infer.run import batch_rows
     from lmforge.infer.task_batch import task_batch
     from lmforge.infer.task_runner import load_runner
     from lmforge.runargs import resolve_model
 
     argv = ["--adapters", str(ckpt), "--val_dataset", str(data), "--metric", "recall@1"]
-    args = parse_flags([*argv, "--result_path", str(data.with_name("base.jsonl"))], cli.COMMANDS["infer"].groups)
+    args = parse_flags(argv, cli.COMMANDS["infer"].groups)
     resolved = resolve_model(args, True)
     runner = load_runner(resolved)
     capsys.readouterr()
     with runner.model.disable_adapter():
-        task_batch(args, resolved, runner)
+        task_batch(args, resolved, batch_rows(args, resolved.saved), data.with_name("base.jsonl"), runner)
     return metric(capsys.readouterr().out, "recall@1")
 
 

@@ -390,16 +390,14 @@ class RLHFArgs:
     )
 
 
-TASK_TYPES = ("causal_lm", "seq_cls", "embedding", "reranker", "generative_reranker")  # tasks.TASK_TYPES
+TASK_TYPES = ("causal_lm", "seq_cls", "embedding")  # entries of the task table (tasks.py)
 
 
 @dataclass
 class TaskArgs:
     """What the model is trained to do (ms-swift's --task_type and its companions); sft only."""
 
-    task_type: str = flag(
-        "causal_lm", "causal_lm, seq_cls, embedding, reranker, generative_reranker", choices=TASK_TYPES
-    )
+    task_type: str = flag("causal_lm", "causal_lm (chat), seq_cls (a classifier head) or embedding", choices=TASK_TYPES)
     num_labels: int | None = flag(None, "seq_cls: number of classes (1 with regression)", **POSITIVE)
     problem_type: str | None = flag(
         None,
@@ -408,7 +406,7 @@ class TaskArgs:
     )
     labels: list[str] = flag([], "seq_cls: class names in id order (string labels in the data map onto them)")
     use_chat_template: bool = flag(
-        True, "seq_cls/embedding/reranker: render rows with the chat template (false: raw text)"
+        True, "seq_cls/embedding: render rows with the chat template (false: the turns' plain text)"
     )
     pooling: str | None = flag(
         None, "embedding: last (last token; default) or mean over tokens", choices=("last", "mean")

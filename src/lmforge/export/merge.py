@@ -71,7 +71,8 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
 def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_shard_size: str) -> None:
     """Weights, tokenizer with the training template, generation config and args.json into `tmp`."""
     tok = setup.tokenizer
-    if getattr(model.config, "pad_token_id", None) is None:  # a classifier finds each row's last token by it
+    task_head = not hasattr(model, "generation_config") or "ForSequenceClassification" in type(model).__name__
+    if task_head and getattr(model.config, "pad_token_id", None) is None:  # a classifier finds rows' last tokens
         model.config.pad_token_id = tok.pad_token_id
     model.save_pretrained(tmp, max_shard_size=max_shard_size)
     for path in adapters.plain[:1]:  # an embedding run: sentence-transformers' module files (pooling, normalize)

@@ -45,10 +45,12 @@ def run_infer(args: Args) -> int:
     resolved = resolve_model(args, args.infer.load_args)  # --adapters checked here, once
     from lmforge.infer.task_runner import saved_task
 
-    if saved_task(resolved) != "causal_lm":  # a classifier or embedding checkpoint (sft --task_type)
-        from lmforge.infer.task_batch import task_batch
+    task = saved_task(resolved)
+    if task != "causal_lm":  # a classifier or embedding checkpoint (sft --task_type)
+        from lmforge.infer.task_batch import check_task_infer, task_batch
 
-        return task_batch(args, resolved)
+        check_task_infer(args, task)
+        return task_batch(args, resolved, batch_rows(args, resolved.saved), result_path(args, resolved))
     if args.infer.load_data_args or args.data.val_dataset:
         return batch(args, resolved)
     return interactive(args, resolved)

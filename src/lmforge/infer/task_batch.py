@@ -47,7 +47,7 @@ def _embedding(runner: Any, rows: list[dict]) -> tuple[list[dict], list[tuple[An
     """Anchors embedded; with positives, each anchor's ranking of all documents (positives and negatives)."""
     import numpy as np
 
-    from lmforge.train.embedding import columns
+    from lmforge.data.pairs import columns
 
     cols = [columns(r) for r in rows]
     vectors = runner.embed(runner.texts([c.anchor for c in cols]))
@@ -70,22 +70,27 @@ def _embedding(runner: Any, rows: list[dict]) -> tuple[list[dict], list[tuple[An
 BATCH = {"seq_cls": _seq_cls, "embedding": _embedding}  # task -> rows -> (records, metric pairs, vectors)
 
 
-def task_batch(args: Args, resolved: ResolvedModel, runner: TaskRunner | None = None) -> int:
-    """Answer --val_dataset with the checkpoint's task; writes a .jsonl (and .npy of embeddings)."""
-    from lmforge.infer.run import batch_rows, result_path
-    from lmforge.infer.task_runner import load_runner, saved_task
-
-    task = saved_task(resolved)
+def check_task_infer(args: Args, task: str) -> None:
+    """Before anything loads: a metric that scores this task, and a dataset to answer."""
     metric = args.infer.metric
     if metric and TASK_METRICS.get(metric) not in (task, "any"):
         usable = [m for m, t in TASK_METRICS.items() if t in (task, "any")]
         raise UserError(f"--metric {metric} does not score a {task} model", hint=f"use {', '.join(usable)}")
     if not (args.infer.load_data_args or args.data.val_dataset):
         raise UserError(f"a {task} checkpoint answers a dataset, not a chat", hint="pass --val_dataset FILE")
-    rows = batch_rows(args, resolved.saved)
+
+
+def task_batch(
+    args: Args, resolved: ResolvedModel, rows: list[dict], path: Path, runner: TaskRunner | None = None
+) -> int:
+    """Answer the rows (--val_dataset) with the checkpoint's task; writes `path` (and a .npy of embeddings)."""
+    from lmforge.infer.task_runner import load_runner, saved_task
+
+    task = saved_task(resolved)
+    metric = args.infer.metric
+    check_task_infer(args, task)
     runner = runner or load_runner(resolved, args.infer.max_batch_size)
     records, pairs, vectors = BATCH[task](runner, rows)
-    path = result_path(args, resolved)
     path.parent.mkdir(parents=True, exist_ok=True)
     with writing("the results", path), path.open("w", encoding="utf-8") as f:
         for rec in records:

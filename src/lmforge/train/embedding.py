@@ -2,8 +2,7 @@
 causal LM's trunk (AutoModel) as a sentence embedder — last-token (or mean) pooling, normalised — trained with
 sentence-transformers' losses (ms-swift's embedding losses are copies of them, margin 0.5 included).
 
-Row forms (ms-swift's): `query` + `response` (+ `rejected_response` hard negatives, + `label` for the pairwise
-losses), or `messages` + `positive_messages` [[...]] + `negative_messages` [[...], ...].
+Row forms: ms-swift's (data/pairs.py), `label` for the pairwise losses.
 """
 
 from __future__ import annotations
@@ -14,37 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmforge.data.labels import where
+from lmforge.data.pairs import columns
 from lmforge.errors import DataError, UserError
 
 if TYPE_CHECKING:
     from lmforge.train.job import Job
-
-
-@dataclass(frozen=True)
-class Columns:
-    anchor: list[dict]
-    positive: list[dict] | None
-    negatives: list[list[dict]]
-    label: Any
-
-
-def _as_turns(value: Any) -> list[dict]:
-    return [{"role": "user", "content": value}] if isinstance(value, str) else list(value)
-
-
-def columns(row: dict) -> Columns:
-    """A standard row -> anchor / positive / hard negatives / label (conversations each)."""
-    msgs = row["messages"]
-    positive = None
-    if row.get("positive_messages"):
-        positive = row["positive_messages"][0]
-    elif msgs and msgs[-1]["role"] == "assistant":  # `response`: the positive document
-        positive, msgs = [{"role": "user", "content": msgs[-1]["content"]}], msgs[:-1]
-    negatives = [_as_turns(n) for n in row.get("negative_messages") or []]
-    rejected = row.get("rejected_response")
-    if rejected:
-        negatives += [_as_turns(r) for r in (rejected if isinstance(rejected, list) else [rejected])]
-    return Columns(msgs, positive, negatives, row.get("label"))
 
 
 @dataclass(frozen=True)
