@@ -39,6 +39,11 @@ def run(args: Any) -> int:
 
         check_target_modules(setup.model_dir, args.tuner, args.model.trust_remote_code)  # on the config alone
     data = load_data(args.data, use_hf=args.model.use_hf)
+    if args.task.task_type != "causal_lm":  # labels and pairs, not assistant turns (task_check.py)
+        from lmforge.task_check import check_task
+
+        _report_parts(data.parts, "train")
+        return check_task(args, setup, data)
     if args.data.streaming:
         import datasets
 

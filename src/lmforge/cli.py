@@ -25,6 +25,7 @@ from lmforge.args.groups import (
     InferArgs,
     PluginArgs,
     RLHFArgs,
+    TaskArgs,
 )
 from lmforge.args.validate import check_flags, check_rules
 from lmforge.errors import UserError
@@ -50,6 +51,7 @@ _TRAIN_GROUPS = {
     "data": DataArgs,
     "tuner": TunerArgs,
     "train": TrainArgs,
+    "task": TaskArgs,
 }
 
 COMMANDS: dict[str, Command] = {

@@ -83,6 +83,13 @@ FEATURES: list[Feature] = [
     Feature("--use_galore", "GaLore", ("galore_torch",), "galore", _flag("tuner", "use_galore")),
     Feature("--infer_backend vllm", "vLLM", ("vllm",), "vllm", _flag("infer", "infer_backend", "vllm")),
     Feature("--use_vllm", "vLLM", ("vllm",), "vllm", _flag("rlhf", "use_vllm")),
+    Feature(
+        "--task_type embedding",
+        "sentence-transformers",
+        ("sentence_transformers",),
+        "tasks",
+        _flag("task", "task_type", "embedding"),
+    ),
     Feature("lmforge deploy", "FastAPI and uvicorn", ("fastapi", "uvicorn"), "serve", _command("deploy")),
     Feature("lmforge app", "Gradio", ("gradio",), "app", _command("app")),
     Feature("lmforge web-ui", "Gradio", ("gradio",), "webui", _command("web-ui")),

@@ -25,6 +25,7 @@ FREE_TEXT = {
     "model_author", "target_modules", "modules_to_save", "trainable_parameters", "stop_words", "hub_model_id",
     "commit_message", "host", "api_key", "served_model_name", "server_name", "studio_title", "ref_model", "loss_type",
     "reward_model", "teacher_model",
+    "labels",  # seq_cls class names
 }  # fmt: skip
 
 

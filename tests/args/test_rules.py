@@ -36,6 +36,8 @@ CASES = {
         ["rlhf", *SC, "--rlhf_type", "grpo", "--reward_funcs", "soft_overlong", "--soft_cache_length", "600"],
         "must be below the soft maximum length 512",
     ),
+    "task_type_sft_only": (["rlhf", *SC, "--task_type", "seq_cls"], "--task_type seq_cls is trained with lmforge sft"),
+    "task_flags_match": (["sft", *SC, "--num_labels", "2"], "--num_labels is a --task_type seq_cls flag"),
     "export_job": (["export", "--adapters", ".", "--merge_lora", "--push_to_hub"], "needs --hub_model_id"),
     "eval_job": (["eval"], "no --eval_dataset given"),
 }

@@ -388,3 +388,32 @@ class RLHFArgs:
     soft_cache_length: int | None = flag(
         None, "soft_overlong reward: tokens before soft_max_length where it starts", **POSITIVE
     )
+
+
+TASK_TYPES = ("causal_lm", "seq_cls", "embedding")  # entries of the task table (tasks.py)
+
+
+@dataclass
+class TaskArgs:
+    """What the model is trained to do (ms-swift's --task_type and its companions); sft only."""
+
+    task_type: str = flag("causal_lm", "causal_lm (chat), seq_cls (a classifier head) or embedding", choices=TASK_TYPES)
+    num_labels: int | None = flag(None, "seq_cls: number of classes (1 with regression)", **POSITIVE)
+    problem_type: str | None = flag(
+        None,
+        "seq_cls: default regression for num_labels 1, else single_label_classification",
+        choices=("regression", "single_label_classification", "multi_label_classification"),
+    )
+    labels: list[str] = flag([], "seq_cls: class names in id order (string labels in the data map onto them)")
+    use_chat_template: bool = flag(
+        True, "seq_cls/embedding: render rows with the chat template (false: the turns' plain text)"
+    )
+    pooling: str | None = flag(
+        None, "embedding: last (last token; default) or mean over tokens", choices=("last", "mean")
+    )
+    infonce_temperature: float | None = flag(
+        None,
+        "embedding --loss_type infonce (in-batch negatives + hard negatives): softmax temperature (default "
+        "$INFONCE_TEMPERATURE or 0.1)",
+        gt=0,
+    )

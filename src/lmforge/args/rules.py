@@ -175,6 +175,29 @@ def _eval_job(a: Args) -> None:
         raise UserError("--compare_base runs a local model with and without its adapter", hint="drop --eval_url")
 
 
+# flags of the task group and the tasks they belong to
+TASK_FLAGS = {
+    "num_labels": ("seq_cls",),
+    "problem_type": ("seq_cls",),
+    "labels": ("seq_cls",),
+    "pooling": ("embedding",),
+    "infonce_temperature": ("embedding",),
+}
+
+
+def _task_type_sft_only(a: Args) -> None:
+    if a.task.task_type != "causal_lm":
+        raise UserError(
+            f"--task_type {a.task.task_type} is trained with lmforge sft", hint="lmforge sft --task_type ..."
+        )
+
+
+def _task_flags_match(a: Args) -> None:
+    for name, tasks in TASK_FLAGS.items():
+        if name in a.explicit and a.task.task_type not in tasks:
+            raise UserError(f"--{name} is a --task_type {'/'.join(tasks)} flag", hint=f"add --task_type {tasks[0]}")
+
+
 RULES: tuple[Rule, ...] = (
     Rule("dataset_given", ("data",), (*TRAINING, "check"), _dataset_given),
     Rule("infer_data", ("data",), ("infer",), _infer_data),
@@ -192,6 +215,8 @@ RULES: tuple[Rule, ...] = (
     Rule("rlhf_needs", ("rlhf",), ("rlhf",), _rlhf_needs),
     Rule("rlhf_tuner", ("rlhf", "tuner"), ("rlhf",), _rlhf_tuner),
     Rule("soft_overlong_lengths", ("rlhf",), ("rlhf",), _soft_overlong_lengths),
+    Rule("task_type_sft_only", ("task",), ("pt", "rlhf"), _task_type_sft_only),
+    Rule("task_flags_match", ("task",), (*TRAINING, "check"), _task_flags_match),
     Rule("export_job", ("export", "tuner"), ("export",), _export_job),
     Rule("eval_job", ("eval", "tuner"), ("eval",), _eval_job),
 )

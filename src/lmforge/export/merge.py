@@ -14,6 +14,15 @@ if TYPE_CHECKING:
     from lmforge.args.parser import Args
 
 
+ST_FILES = (
+    "modules.json",
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "1_Pooling",
+    "2_Normalize",
+)
+
+
 def _config_dtype(model_dir: Path) -> Any:
     import torch
 
@@ -39,7 +48,11 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
             )
     tok_dir = Path(resolved.tokenizer_dir) if resolved.tokenizer_dir else None
     setup = setup_tokenizer(resolved.model_args, resolved.template_args, tok_dir)
-    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
+    from lmforge.data.labels import saved_head
+
+    raw = resolved.saved.raw if resolved.saved is not None else {}
+    task = raw.get("task_type") or "causal_lm"  # a classifier or embedding run merges into its own head/trunk
+    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir), task=task, **saved_head(raw))
     for path in adapters.plain:
         model = PeftModel.from_pretrained(model, path)
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
@@ -57,14 +70,25 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
 
 def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_shard_size: str) -> None:
     """Weights, tokenizer with the training template, generation config and args.json into `tmp`."""
-    model.save_pretrained(tmp, max_shard_size=max_shard_size)
     tok = setup.tokenizer
+    task_head = not hasattr(model, "generation_config") or "ForSequenceClassification" in type(model).__name__
+    if task_head and getattr(model.config, "pad_token_id", None) is None:  # a classifier finds rows' last tokens
+        model.config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp, max_shard_size=max_shard_size)
+    for path in adapters.plain[:1]:  # an embedding run: sentence-transformers' module files (pooling, normalize)
+        for name in ST_FILES:
+            src = Path(path) / name
+            if src.is_dir():
+                shutil.copytree(src, tmp / name)
+            elif src.is_file():
+                shutil.copy2(src, tmp / name)
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
     tok.save_pretrained(tmp)
-    gen = model.generation_config
-    gen.eos_token_id = setup.template.stop_ids()
-    gen.pad_token_id = tok.pad_token_id
-    gen.save_pretrained(tmp)
+    gen = getattr(model, "generation_config", None)  # a classifier or embedding trunk generates nothing
+    if gen is not None:
+        gen.eos_token_id = setup.template.stop_ids()
+        gen.pad_token_id = tok.pad_token_id
+        gen.save_pretrained(tmp)
     saved = dict(resolved.saved.raw) if resolved.saved is not None else {}
     saved.update(
         {

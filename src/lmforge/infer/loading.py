@@ -28,9 +28,12 @@ def load_for_inference(
     device_map: str | None = None,
     trust_remote_code: bool = False,
     attn_impl: str | None = None,
+    task: str = "causal_lm",
+    head: dict[str, Any] | None = None,
 ) -> Any:
     """The base model with adapters applied (peft's API), on its device, in eval mode. `base_adapters` stack and
-    stay on; `named` are loaded side by side for `set_adapter`. Paths were checked by `runargs.check_adapters`."""
+    stay on; `named` are loaded side by side for `set_adapter`. Paths were checked by `runargs.check_adapters`.
+    `task`/`head`: a classifier or embedding model (tasks.py) and its head's config fields."""
     from lmforge.models.loader import load_model, resolve_dtype
 
     if dtype is None or isinstance(dtype, str):
@@ -39,7 +42,13 @@ def load_for_inference(
     # load straight onto a GPU; --device_map (several GPUs, offload) wins when given
     placement = device_map or (device if device != "cpu" else None)
     model = load_model(
-        model_dir, dtype=dtype, device_map=placement, trust_remote_code=trust_remote_code, attn_impl=attn_impl
+        model_dir,
+        dtype=dtype,
+        device_map=placement,
+        trust_remote_code=trust_remote_code,
+        attn_impl=attn_impl,
+        task=task,
+        **(head or {}),
     )
     for path in base_adapters:
         from lmforge.tuners.adapter import is_adapter_dir, load_adapters

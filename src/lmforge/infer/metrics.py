@@ -1,5 +1,6 @@
 """Scores for batch inference and `lmforge eval`: exact-match accuracy, ROUGE-L (F1 over the longest common
-subsequence), and per-answer BLEU-1..4 / ROUGE-1/2/L."""
+subsequence), per-answer BLEU-1..4 / ROUGE-1/2/L; for task models (infer/task_batch.py) macro F1 over classes, mean
+squared error, and retrieval metrics over rankings (pairs of (document ids best first, the positive's id))."""
 
 from __future__ import annotations
 
@@ -100,3 +101,54 @@ def bleu(pairs: list[tuple[str, str]]) -> float:
 
 
 METRICS.register("bleu", bleu)
+
+
+def macro_f1(pairs: list[tuple[str, str]]) -> float:
+    """F1 per class (every class seen in predictions or labels), averaged."""
+    classes = {str(x).strip() for pair in pairs for x in pair}
+    scores = []
+    for c in classes:
+        tp = sum(str(p).strip() == c and str(r).strip() == c for p, r in pairs)
+        fp = sum(str(p).strip() == c and str(r).strip() != c for p, r in pairs)
+        fn = sum(str(p).strip() != c and str(r).strip() == c for p, r in pairs)
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def _floats(x: object) -> list[float]:
+    return [float(v) for v in x] if isinstance(x, (list, tuple)) else [float(x)]  # type: ignore[arg-type]
+
+
+def mse(pairs: list[tuple[object, object]]) -> float:
+    errs = [(p - r) ** 2 for a, b in pairs for p, r in zip(_floats(a), _floats(b))]
+    return sum(errs) / len(errs) if errs else 0.0
+
+
+def recall_at(k: int):  # noqa: ANN201
+    def recall(pairs: list[tuple[list[int], int]]) -> float:
+        return sum(gold in list(ranked)[:k] for ranked, gold in pairs) / len(pairs) if pairs else 0.0
+
+    return recall
+
+
+def mrr(pairs: list[tuple[list[int], int]]) -> float:
+    return sum(1.0 / (list(r).index(g) + 1) for r, g in pairs) / len(pairs) if pairs else 0.0
+
+
+def ndcg(pairs: list[tuple[list[int], int]], k: int = 10) -> float:
+    """nDCG@10 with one relevant document per query (its ideal DCG is 1)."""
+    import math
+
+    gains = [1.0 / math.log2(list(r).index(g) + 2) if list(r).index(g) < k else 0.0 for r, g in pairs]
+    return sum(gains) / len(gains) if gains else 0.0
+
+
+METRICS.register("f1", macro_f1)
+METRICS.register("mse", mse)
+for _k in (1, 3, 5, 10):
+    METRICS.register(f"recall@{_k}", recall_at(_k))
+METRICS.register("mrr", mrr)
+METRICS.register("ndcg", ndcg)
+# which task's predictions a metric scores ("any": chat answers and class labels alike)
+TASK_METRICS = {"acc": "seq_cls", "f1": "seq_cls", "mse": "seq_cls", "mrr": "embedding", "ndcg": "embedding"}
+TASK_METRICS.update({f"recall@{k}": "embedding" for k in (1, 3, 5, 10)})

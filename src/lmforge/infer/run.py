@@ -43,6 +43,14 @@ def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
 
 def run_infer(args: Args) -> int:
     resolved = resolve_model(args, args.infer.load_args)  # --adapters checked here, once
+    from lmforge.infer.task_runner import saved_task
+
+    task = saved_task(resolved)
+    if task != "causal_lm":  # a classifier or embedding checkpoint (sft --task_type)
+        from lmforge.infer.task_batch import check_task_infer, task_batch
+
+        check_task_infer(args, task)
+        return task_batch(args, resolved, batch_rows(args, resolved.saved), result_path(args, resolved))
     if args.infer.load_data_args or args.data.val_dataset:
         return batch(args, resolved)
     return interactive(args, resolved)
@@ -106,7 +114,7 @@ def interactive(args: Args, resolved: ResolvedModel) -> int:
         history.append({"role": "assistant", "content": answer})
 
 
-def _batch_rows(args: Args, saved: RunArgs | None) -> list[dict]:
+def batch_rows(args: Args, saved: RunArgs | None) -> list[dict]:
     from lmforge.data.pipeline import load_data
 
     data_args = args.data
@@ -123,7 +131,7 @@ def _batch_rows(args: Args, saved: RunArgs | None) -> list[dict]:
 
 
 def batch(args: Args, resolved: ResolvedModel) -> int:
-    rows = _batch_rows(args, resolved.saved)
+    rows = batch_rows(args, resolved.saved)
     engine = build_engine(args, resolved)
     cfg = sampling_from_args(args.generation, max_new_tokens=2048)
     convs, labels = [], []
@@ -142,7 +150,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         f"{generated / max(seconds, 1e-9):.1f} tokens/s (--max_batch_size {args.infer.max_batch_size}, "
         f"on {engine.capabilities.device})"
     )
-    path = _result_path(args, resolved)
+    path = result_path(args, resolved)
     with writing("the results", path), _opened(path) as f:
         for conv, label, res in zip(convs, labels, results):
             f.write(
@@ -165,7 +173,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
     return 0
 
 
-def _result_path(args: Args, resolved: ResolvedModel) -> Path:
+def result_path(args: Args, resolved: ResolvedModel) -> Path:
     if args.infer.result_path:
         return Path(args.infer.result_path)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -49,8 +49,12 @@ def _validation_message(first: dict) -> tuple[str, str | None]:
     return f"{where or 'body'}: {msg}", where or None
 
 
-def build_app(state: ServeState) -> FastAPI:
+def build_app(state: ServeState, task_runner: Any = None) -> FastAPI:
+    """`task_runner`: a classifier/embedding checkpoint's (serve/tasks_routes.py), served instead of chat."""
+    from lmforge.serve.tasks_routes import add_task_routes
+
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
+    add_task_routes(app, state, task_runner)  # its middleware runs inside the guard's (added after it)
     app.add_middleware(_Guard, state=state)
 
     @app.exception_handler(RequestValidationError)

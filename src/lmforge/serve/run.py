@@ -37,12 +37,15 @@ def run_deploy(args: Args) -> int:
     import uvicorn
 
     from lmforge.serve.app import build_app
+    from lmforge.serve.tasks_routes import task_serving
 
     d = args.deploy
     check_port(d.host, d.port)
-    state = build_state(args)
+    served = task_serving(args)  # a classifier/embedding checkpoint: its runner instead of a chat engine
+    state = served.state if served else build_state(args)
     names = ", ".join([state.base_name, *state.adapters])
-    device = state.engine.capabilities.device
+    device = str(next(served.runner.model.parameters()).device) if served else state.engine.capabilities.device
     print(f"[lmforge] serving {names} at http://{d.host}:{d.port}/v1 on {device} (batches of up to {d.max_batch_size})")
-    uvicorn.run(build_app(state), host=d.host, port=d.port, log_level=d.log_level, timeout_graceful_shutdown=2)
+    app = build_app(state, served.runner if served else None)
+    uvicorn.run(app, host=d.host, port=d.port, log_level=d.log_level, timeout_graceful_shutdown=2)
     return 0

@@ -111,7 +111,7 @@ def prepare(args: Args, method: Method) -> Job:
         args=args,
         method=method,
         tuner=tuner,
-        task=get_task(method.task),
+        task=get_task(task_name(args, method)),
         setup=setup,
         data=data,
         precision=training_precision(args.model.torch_dtype or method.default_torch_dtype, tuner.trains_weights),
@@ -125,6 +125,12 @@ def prepare(args: Args, method: Method) -> Job:
         report_to=[r for r in t.report_to if r != "none" and _integration_available(r)],
     )
     return job
+
+
+def task_name(args: Args, method: Method) -> str:
+    """`sft --task_type` picks the task (classifier, embedding, reranker); other methods train their own."""
+    task = getattr(args, "task", None)
+    return task.task_type if task is not None and task.task_type != "causal_lm" else method.task
 
 
 def record(job: Job, extra: dict[str, Any]) -> None:

@@ -10,9 +10,10 @@ if TYPE_CHECKING:
     from lmforge.train.job import Job
 
 
-def load_policy(job: Job, fast_paths: bool = False) -> Any:
+def load_policy(job: Job, fast_paths: bool = False, head: dict[str, Any] | None = None) -> Any:
     """The model to train. `fast_paths`: our own trainer's CPU kernels (fused LoRA, lane dropout, per-sequence
-    attention), which trl's trainers do not take (they pad, and run their own forwards)."""
+    attention), which trl's trainers do not take (they pad, and run their own forwards). `head`: config fields of
+    a task head (num_labels, problem_type, id2label)."""
     from lmforge.models.loader import load_model
     from lmforge.tuners.quant import quantization_config
     from lmforge.tuners.table import apply_tuner
@@ -28,6 +29,7 @@ def load_policy(job: Job, fast_paths: bool = False) -> Any:
         device_map=a.model.device_map or ("cpu" if qcfg else None),
         task=job.task.name,
         **({"quantization_config": qcfg} if qcfg else {}),
+        **(head or {}),
     )
     if qcfg is not None:
         from peft import prepare_model_for_kbit_training

@@ -36,6 +36,10 @@ def encode(job: Job) -> tuple[Any, Any]:
 @register_method("sft", stage="sft")
 @register_method("pt", stage="pt", loss_scale="all")
 def build(job: Job) -> Any:
+    if job.task.trainer:  # --task_type seq_cls/embedding/...: the task's own rows, head and trainer (tasks.py)
+        from lmforge.tasks import task_callable
+
+        return task_callable(job.task.trainer)(job)
     import transformers
 
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
