@@ -12,6 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lmforge.multimodal.parts import parts_to_text
+
 CONVERTERS: dict[str, Callable[[dict], dict]] = {}
 
 CONVERSATION_KEYS = ("messages", "conversation", "conversations")
@@ -248,8 +250,10 @@ def normalize_messages(turns: Any, field: str = "messages") -> list[dict]:
             content = ""
         if content is None:
             raise RowError(f"{where}.content", "null content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if isinstance(content, list):  # OpenAI content parts: text, with a tag where each media part was
+            content, media = parts_to_text(content)
+            if media:
+                msg["_media"] = media  # moved into the row's media columns (multimodal/media.normalize_row)
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"expected text, got {type(content).__name__}")
         msg["content"] = content
