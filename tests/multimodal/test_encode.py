@@ -60,7 +60,9 @@ def test_token_exact_with_the_processor(fixture, request, tmp_path):
     for row in _rows(tmp_path):
         enc = tpl.encode(row["messages"], media={"images": row["images"]})
         ref = proc.apply_chat_template(_structured(row["messages"], row["images"]), tokenize=True, return_dict=True)
-        assert enc.input_ids == list(ref["input_ids"][0] if hasattr(ref["input_ids"][0], "__len__") else ref["input_ids"])
+        assert enc.input_ids == list(
+            ref["input_ids"][0] if hasattr(ref["input_ids"][0], "__len__") else ref["input_ids"]
+        )
         media = {tpl.image_token_id, tpl.video_token_id}
         assert all(lab == IGNORE for t, lab in zip(enc.input_ids, enc.labels) if t in media)
         assert any(lab != IGNORE for lab in enc.labels)

@@ -37,6 +37,7 @@ class VLFamily:
     vision_tower: tuple[str, ...] = ("model.visual",)
     aligner: tuple[str, ...] = ("model.visual.merger",)
     language_model: tuple[str, ...] = ("model.language_model", "lm_head")
+    auto_class: str = "AutoModelForImageTextToText"  # the transformers auto class of the whole model
     processor_defaults: tuple[tuple[str, Any], ...] = ()  # image-processor kwargs when the folder has none
     name: str = ""
 

@@ -109,9 +109,8 @@ def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str
 
 
 def _is_base64(src: str) -> bool:
-    return (
-        len(src) > 256 and "/" not in src[:64].replace("+", "") and bool(re.fullmatch(r"[A-Za-z0-9+/=\s]+", src[:512]))
-    )
+    """Raw base64 (ms-swift accepts it without the data: prefix): long, base64 characters only, not a file."""
+    return len(src) >= 64 and re.fullmatch(r"[A-Za-z0-9+/=\s]+", src) is not None and not Path(src[:255]).exists()
 
 
 def media_bytes(src: str, field: str = "image") -> bytes:

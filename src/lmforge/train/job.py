@@ -80,6 +80,7 @@ def prepare(args: Args, method: Method) -> Job:
 
     from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped
     from lmforge.models.setup import setup_tokenizer
+    from lmforge.multimodal.encode import refuse_media_for_text_model
     from lmforge.precision import training_precision
     from lmforge.tasks import get_task
     from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
@@ -103,6 +104,7 @@ def prepare(args: Args, method: Method) -> Job:
     check_target_modules(setup.model_dir, args.tuner, args.model.trust_remote_code)  # on the config, no weights
     data = load_data(args.data, use_hf=args.model.use_hf)
     refuse_if_mostly_dropped(data.parts)
+    refuse_media_for_text_model(data, setup.template)
     for p in data.parts:
         if p.n_dropped:
             print(f"[lmforge] {p.name}: dropped {p.n_dropped} of {p.total} rows; first: {p.reasons[0]}")
@@ -130,6 +132,7 @@ def prepare(args: Args, method: Method) -> Job:
 def record(job: Job, extra: dict[str, Any]) -> None:
     """args.json: every flag, what was derived, and the method's own additions; the tokenizer gets the template."""
     from lmforge.runargs import write_run_args
+    from lmforge.multimodal.encode import media_run_args
     from lmforge.train.output import versions
 
     s = job.setup
@@ -146,6 +149,7 @@ def record(job: Job, extra: dict[str, Any]) -> None:
         "gradient_accumulation_steps": job.grad_accum,
         "gradient_checkpointing": job.gradient_checkpointing,
         "run_dir": str(job.run_dir),
+        **media_run_args(s.template),  # a vision-language model's resize bounds: infer/deploy/export reuse them
         **extra,
         "versions": versions(),
         "world_size": job.world_size,

@@ -38,6 +38,7 @@ def encode(job: Job) -> tuple[Any, Any]:
 def build(job: Job) -> Any:
     import transformers
 
+    from lmforge.multimodal.collate import check_flat, collator_for
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
@@ -46,6 +47,7 @@ def build(job: Job) -> Any:
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
 
     a = job.args
+    check_flat(job.setup.template, a.train.packing or bool(a.train.padding_free))
     train_ds, val_ds = encode(job)
     max_length = a.template.max_length or 2048
     if a.train.packing:
@@ -63,6 +65,7 @@ def build(job: Job) -> Any:
     if job.data.val is not None and not a.data.val_dataset:  # the carved split, for infer --load_data_args
         write_rows(job.run_dir / "val_dataset.jsonl", job.data.val)
     flat = a.train.packing or padding_free
+    media = collator_for(job.setup.template, job.setup.tokenizer.pad_token_id)
     targs = transformers.TrainingArguments(
         **training_kwargs(job, val_ds is not None), prediction_loss_only=True, disable_tqdm=False
     )
@@ -76,7 +79,7 @@ def build(job: Job) -> Any:
         args=targs,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=FlatCollator() if flat else PaddedCollator(job.setup.tokenizer.pad_token_id),
+        data_collator=media or (FlatCollator() if flat else PaddedCollator(job.setup.tokenizer.pad_token_id)),
         processing_class=job.setup.tokenizer,
         callbacks=callbacks(job),
         optimizers=(optimizer(job, model), None),
