@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lmforge.errors import RowError
 from lmforge.multimodal.parts import parts_to_text
 
 CONVERTERS: dict[str, Callable[[dict], dict]] = {}
@@ -64,14 +65,6 @@ _CONSUMED = (
     | set(SYSTEM_ALIASES)
     | {"history", "rejected", "rejected_response"}
 )
-
-
-class RowError(ValueError):
-    """One bad row: names the field and says what is wrong, with a hint."""
-
-    def __init__(self, field: str, problem: str, hint: str = ""):
-        self.field, self.problem, self.hint = field, problem, hint
-        super().__init__(f"{field}: {problem}" + (f" (hint: {hint})" if hint else ""))
 
 
 def register_converter(name: str) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:

@@ -129,3 +129,18 @@ def encode_rows(
     if keep_errors:
         return out
     return out.filter(lambda e: not e, input_columns="error").remove_columns(["error"])
+
+
+def refuse_media_for_text_model(data: Any, template: Any) -> None:
+    """Training a text-only model on rows with images would silently drop them: one line naming the first row."""
+    if getattr(template, "takes_media", False):
+        return
+    for ds in (data.train, data.val):
+        if ds is None or not hasattr(ds, "__len__"):
+            continue  # streaming: each row is refused when it is encoded
+        for row_json in ds["row"]:
+            if '"images"' in row_json or '"videos"' in row_json or '"audios"' in row_json:
+                row = json.loads(row_json)
+                if media_of(row):
+                    where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
+                    raise DataError(f"{where}: {text_only_message(template)}")

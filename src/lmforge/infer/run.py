@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError, writing
-from lmforge.infer.engine import sampling_from_args
-from lmforge.infer.metrics import METRICS
-from lmforge.runargs import ResolvedModel, RunArgs, resolve_model
 from lmforge.data.converters import RowError
 from lmforge.data.loader import location
-from lmforge.multimodal.encode import media_prompt, split_media_line
+from lmforge.errors import UserError, writing
+from lmforge.infer.engine import sampling_from_args
+from lmforge.infer.media import media_prompt, split_media_line
+from lmforge.infer.metrics import METRICS
+from lmforge.runargs import ResolvedModel, RunArgs, resolve_model
 from lmforge.templates.encode import EncodeError
 
 if TYPE_CHECKING:

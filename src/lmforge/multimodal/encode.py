@@ -22,7 +22,6 @@ from lmforge.multimodal.parts import MEDIA_COLUMNS, TAG
 from lmforge.templates.encode import IGNORE, ChatTemplate, Encoded, EncodeError
 
 if TYPE_CHECKING:
-    from lmforge.infer.engine import MediaPrompt
     from lmforge.multimodal.families import VLFamily
 
 
@@ -137,63 +136,9 @@ def media_run_args(template: Any) -> dict[str, Any]:
     return dict(template.pixels) if getattr(template, "takes_media", False) else {}
 
 
-def media_prompt(frontend: Any, messages: list[dict], images: list[str], **kwargs: Any) -> MediaPrompt | list[int]:
-    """Prompt ids plus the processed images for an engine (plain ids when there are no images). A text-only
-    model given images: a UserError saying so."""
-    from lmforge.infer.engine import MediaPrompt
-
-    template = frontend.template
-    if not images:
-        return frontend.prompt_ids(messages, **kwargs)
-    if not getattr(template, "takes_media", False):
-        raise UserError(text_only_message(template))
-    expanded, processed = template.expand(messages, images)
-    ids = frontend.prompt_ids(expanded, **kwargs)
-    return MediaPrompt(ids, {**processed, "mm_token_type_ids": template.token_types(ids)})
-
-
 def text_only_message(template: Any) -> str:
     model = Path(str(getattr(template.tokenizer, "name_or_path", "") or "the model")).name
     return f"--model {model} is text-only: drop the images or pick a vision-language model"
-
-
-def refuse_media_for_text_model(data: Any, template: Any) -> None:
-    """Training a text-only model on rows with images would silently drop them: one line naming the first row."""
-    import json
-
-    from lmforge.data.loader import location
-    from lmforge.errors import DataError
-
-    if getattr(template, "takes_media", False):
-        return
-    for ds in (data.train, data.val):
-        if ds is None or not hasattr(ds, "__len__"):
-            continue  # streaming: each row is refused when it is encoded
-        for row_json in ds["row"]:
-            if '"images"' in row_json or '"videos"' in row_json or '"audios"' in row_json:
-                row = json.loads(row_json)
-                if media_of(row):
-                    where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
-                    raise DataError(f"{where}: {text_only_message(template)}")
-
-
-def split_media_line(line: str) -> tuple[str, list[str]]:
-    """An interactive line `<image>cat.png what is this?` -> ("<image>what is this?", ["/abs/cat.png"]): the
-    word right after each `<image>` is its path or URL (checked now: a bad one is a RowError)."""
-    from lmforge.multimodal.media import resolve
-
-    tag = TAG["image"]
-    if tag not in line:
-        return line, []
-    pieces = line.split(tag)
-    text, images = pieces[0], []
-    for k, piece in enumerate(pieces[1:]):
-        src, _, rest = piece.lstrip().partition(" ")
-        if not src:
-            raise EncodeError(f"{tag} needs a path or URL right after it, e.g. {tag}cat.png what is this?")
-        images.append(resolve(src, f"images[{k}]", None))
-        text += tag + rest
-    return text, images
 
 
 def save_media_files(template: Any, out: Path) -> None:

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmforge.data.converters import RowError
+from lmforge.errors import RowError
 from lmforge.multimodal.parts import MEDIA_COLUMNS, TAG
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w/+.-]+)?(;[\w=-]+)*;base64,(?P<data>.*)", re.S)
@@ -143,13 +143,13 @@ def load_image(src: str, field: str = "image") -> Any:
 
 def fetch(url: str, field: str) -> Path:
     """Download a URL once into $LMFORGE_HOME/media (offline: one line naming the row's field)."""
+    import os
     import urllib.error
     import urllib.request
 
-    from lmforge.models.loader import lmforge_home
-
     name = hashlib.sha256(url.encode()).hexdigest()[:16] + (Path(url.split("?")[0]).suffix[:8] or ".bin")
-    out = lmforge_home() / "media" / name
+    home = Path(os.environ.get("LMFORGE_HOME", Path.home() / ".cache" / "lmforge"))  # as models.loader
+    out = home / "media" / name
     if out.is_file():
         return out
     try:

@@ -66,7 +66,7 @@ def _sources(state: ServeState, body: ChatRequest) -> tuple[list[dict], list[str
 def media_chat_prompt(state: ServeState, body: ChatRequest) -> Any:
     """The MediaPrompt of a chat request with images, or a 400."""
     from lmforge.data.converters import RowError
-    from lmforge.multimodal.encode import media_prompt
+    from lmforge.infer.media import media_prompt
     from lmforge.multimodal.media import resolve
     from lmforge.templates.encode import EncodeError
 

@@ -78,9 +78,8 @@ def prepare(args: Args, method: Method) -> Job:
     import torch
     import transformers
 
-    from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped
+    from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped, refuse_media_for_text_model
     from lmforge.models.setup import setup_tokenizer
-    from lmforge.multimodal.encode import refuse_media_for_text_model
     from lmforge.precision import training_precision
     from lmforge.tasks import get_task
     from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
@@ -131,8 +130,8 @@ def prepare(args: Args, method: Method) -> Job:
 
 def record(job: Job, extra: dict[str, Any]) -> None:
     """args.json: every flag, what was derived, and the method's own additions; the tokenizer gets the template."""
-    from lmforge.runargs import write_run_args
     from lmforge.multimodal.encode import media_run_args
+    from lmforge.runargs import write_run_args
     from lmforge.train.output import versions
 
     s = job.setup

@@ -38,10 +38,10 @@ def encode(job: Job) -> tuple[Any, Any]:
 def build(job: Job) -> Any:
     import transformers
 
-    from lmforge.multimodal.collate import check_flat, collator_for
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
+    from lmforge.train.media import check_flat, collator_for
     from lmforge.train.output import write_rows
     from lmforge.train.trainer import LmforgeTrainer
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
