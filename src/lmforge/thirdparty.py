@@ -154,12 +154,18 @@ def vl_image_processor(family: Any, model_dir: Path, size: dict[str, int]) -> An
     `Qwen2VLImageProcessor` loads as it is). `size` ({"shortest_edge", "longest_edge"} in pixels) overrides the
     folder's resize bounds, as --min_pixels/--max_pixels."""
     cls = family.image_processor_class()
-    kwargs: dict[str, Any] = {"size": size} if size else {}
-    if (Path(model_dir) / "preprocessor_config.json").is_file():
-        proc = cls.from_pretrained(model_dir, **kwargs)
-    else:
-        proc = cls(**dict(family.processor_defaults), **kwargs)
-    return proc
+    saved = (Path(model_dir) / "preprocessor_config.json").is_file()
+
+    def build(**kwargs: Any) -> Any:
+        return cls.from_pretrained(model_dir, **kwargs) if saved else cls(**dict(family.processor_defaults), **kwargs)
+
+    proc = build()
+    if not size:
+        return proc
+    # the processor needs both bounds: one flag given keeps the folder's other one (lowered to fit under a max)
+    merged = {"shortest_edge": proc.size.shortest_edge, "longest_edge": proc.size.longest_edge, **size}
+    merged["shortest_edge"] = min(merged["shortest_edge"], merged["longest_edge"])
+    return build(size=merged)
 
 
 def save_vl_processor(family: Any, image_processor: Any, out: Path) -> None:

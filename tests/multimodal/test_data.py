@@ -101,3 +101,23 @@ def test_a_text_only_model_refuses_images(command, tiny_qwen3, tmp_path):
     assert want in (r.stderr if command == "sft" else r.stdout)
     if command == "sft":
         assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+
+
+def test_check_reports_media_and_fails_on_bad_rows(tiny_qwen2_5_vl, tmp_path):
+    for i, colour in enumerate(["red", "blue"]):
+        draw(tmp_path / f"{i}.png", colour, (56, 112))
+    q = {"role": "user", "content": "<image>Colour?"}
+    a = {"role": "assistant", "content": "Red"}
+    rows = [
+        {"messages": [q, a], "images": ["0.png"]},
+        {"messages": [{"role": "user", "content": "No image here."}, a]},  # mixed: rows without media are fine
+        {"messages": [{"role": "user", "content": "<image><image>Both?"}, a], "images": ["0.png", "1.png"]},
+        {"messages": [q, a], "images": ["gone.png"]},
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = run_cli("check", "--model", str(tiny_qwen2_5_vl), "--dataset", str(data), "--max_pixels", str(56 * 56))
+    assert r.returncode == 1, r.stderr
+    assert f"dropped: {data}:4: images[0]: gone.png: no such file" in r.stdout
+    # 56x112 resized within 56*56 pixels: 28x56 -> 2x4 patches -> 2 tokens each
+    assert "media: 3 images in 2 rows, 6 image tokens (resized to 3136..3136 pixels)" in r.stdout, r.stdout

@@ -42,8 +42,8 @@ def _structured(messages: list[dict], images: list[str]) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("fixture", ["tiny_qwen2_5_vl", "tiny_qwen2_vl"])
-def test_token_exact_with_the_processor(fixture, request, tmp_path):
+@pytest.mark.parametrize("fixture,n_rows", [("tiny_qwen2_5_vl", 20), ("tiny_qwen2_vl", 8)])
+def test_token_exact_with_the_processor(fixture, n_rows, request, tmp_path):
     import torch
 
     from lmforge.args import ModelArgs, TemplateArgs
@@ -57,7 +57,7 @@ def test_token_exact_with_the_processor(fixture, request, tmp_path):
     assert tpl.pixels == {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16}
     proc = stock_vl_processor(tpl.family, tpl.image_processor, setup.tokenizer, vl_template())
     n_images = 0
-    for row in _rows(tmp_path):
+    for row in _rows(tmp_path, n_rows):
         enc = tpl.encode(row["messages"], media={"images": row["images"]})
         ref = proc.apply_chat_template(_structured(row["messages"], row["images"]), tokenize=True, return_dict=True)
         assert enc.input_ids == list(
@@ -74,4 +74,39 @@ def test_token_exact_with_the_processor(fixture, request, tmp_path):
                 mine["image_grid_thw"].prod(-1).sum() // 4
             )
             n_images += len(row["images"])
-    assert n_images == 30
+    assert n_images == {20: 30, 8: 12}[n_rows]
+
+
+def test_qwen3_vl_encodes_as_its_processor_and_trains(tiny_qwen3_vl, tmp_path):
+    """Qwen3-VL (patch 16, the folder's own template): ids equal the processor's, and a media batch trains."""
+    import json
+
+    from PIL import Image
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from lmforge.args import ModelArgs, TemplateArgs
+    from lmforge.models.setup import setup_tokenizer
+    from lmforge.thirdparty import stock_vl_processor
+    from lmforge.train.media import MediaCollator
+
+    setup = setup_tokenizer(ModelArgs(model=str(tiny_qwen3_vl)), TemplateArgs())
+    tpl = setup.template
+    assert tpl.family.name == "qwen3_vl" and setup.template_name == "auto"
+    imgs = [str(draw(tmp_path / f"{k}.png", c, (64 + 32 * k, 64))) for k, c in enumerate(["red", "blue"])]
+    msgs = [{"role": "user", "content": "<image>and<image>: colours?"}, {"role": "assistant", "content": "Red, blue."}]
+    enc = tpl.encode(msgs, media={"images": imgs})
+    proc = stock_vl_processor(tpl.family, tpl.image_processor, setup.tokenizer, tpl.jinja)
+    placeholder = "<|vision_start|><|image_pad|><|vision_end|>"
+    text = tpl.render(
+        tpl.with_system([{**msgs[0], "content": msgs[0]["content"].replace("<image>", placeholder)}, msgs[1]])
+    )
+    ref = proc(text=[text], images=[Image.open(p).convert("RGB") for p in imgs])
+    assert enc.input_ids == list(ref["input_ids"][0])
+    batch = MediaCollator(tpl, setup.tokenizer.pad_token_id)(
+        [{"input_ids": enc.input_ids, "labels": enc.labels, "media": json.dumps({"images": imgs})}]
+    )
+    assert batch["image_grid_thw"].tolist() == ref["image_grid_thw"].tolist()
+    model = Qwen3VLForConditionalGeneration.from_pretrained(tiny_qwen3_vl)
+    loss = model(**batch).loss
+    loss.backward()
+    assert loss.item() > 0 and model.model.visual.patch_embed.proj.weight.grad is not None

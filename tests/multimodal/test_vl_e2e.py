@@ -8,86 +8,25 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from lmforge.multimodal.demo import PIXELS, QUESTION, TRAIN_FLAGS, build_qwen2_5_vl, colour_rows, write_rows
 from tests.conftest import run_cli
-from tests.multimodal.conftest import COLOURS, build_qwen2_5_vl, draw
 from tests.serve.conftest import free_port, wait_ready
 from tests.train.helpers import only_run
-
-PIXELS = str(56 * 56)  # every image becomes 2x2 merged patches: 4 tokens
-QUESTION = "What colour is the shape?"
-
-
-def _rows(tmp: Path, n: int, tag: str, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        colour = list(COLOURS)[i % len(COLOURS)]
-        img = draw(tmp / f"{tag}-{i}.png", colour, (56, 56), rng.choice(["square", "circle"]), seed=seed + i)
-        answer = colour.capitalize() + "."
-        rows.append(
-            {
-                "messages": [
-                    {"role": "user", "content": "<image>" + QUESTION},
-                    {"role": "assistant", "content": answer},
-                ],
-                "images": [img.name],
-            }
-        )
-    return rows
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("vl-e2e")
     model = build_qwen2_5_vl(tmp / "model")
-    train = _write(tmp / "train.jsonl", _rows(tmp, 64, "tr", 0))
-    test = _write(tmp / "test.jsonl", _rows(tmp, 20, "te", 1000))
-    r = run_cli(
-        "sft",
-        "--model",
-        str(model),
-        "--dataset",
-        str(train),
-        "--max_pixels",
-        PIXELS,
-        "--min_pixels",
-        PIXELS,
-        "--freeze_aligner",
-        "false",
-        "--learning_rate",
-        "8e-3",
-        "--lr_scheduler_type",
-        "constant",
-        "--lora_rank",
-        "16",
-        "--max_steps",
-        "50",
-        "--per_device_train_batch_size",
-        "8",
-        "--gradient_accumulation_steps",
-        "1",
-        "--save_steps",
-        "50",
-        "--torch_dtype",
-        "float32",
-        "--report_to",
-        "none",
-        "--output_dir",
-        str(tmp / "out"),
-    )
+    train = write_rows(tmp / "train.jsonl", colour_rows(tmp, 64, "tr", 0))
+    test = write_rows(tmp / "test.jsonl", colour_rows(tmp, 20, "te", 1000))
+    r = run_cli("sft", "--model", str(model), "--dataset", str(train), *TRAIN_FLAGS, "--output_dir", str(tmp / "out"))
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt = only_run(tmp / "out") / "checkpoint-50"
     return {"tmp": tmp, "model": model, "test": test, "ckpt": ckpt, "log": r.stdout}
@@ -156,6 +95,8 @@ def test_deploy_answers_the_openai_client(trained):
             str(trained["ckpt"]),
             "--port",
             str(port),
+            "--served_model_name",
+            "vl",
             "--allowed_local_media_path",
             str(allowed),
             "--log_level",
@@ -174,7 +115,7 @@ def test_deploy_answers_the_openai_client(trained):
 
         def ask(url: str) -> str:
             parts = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]
-            r = client.chat.completions.create(model="x", messages=[{"role": "user", "content": parts}], max_tokens=4)
+            r = client.chat.completions.create(model="vl", messages=[{"role": "user", "content": parts}], max_tokens=4)
             return r.choices[0].message.content
 
         assert ask(f"data:image/png;base64,{b64}") == "Blue."

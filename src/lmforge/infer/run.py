@@ -95,14 +95,15 @@ def interactive(args: Args, resolved: ResolvedModel) -> int:
             history = []
             print("[system prompt set; history cleared]")
             continue
-        query, images = split_media_line(query)  # `<image>cat.png what is this?`
-        history.append({"role": "user", "content": query, **({"images": images} if images else {})})
         try:
-            prompt = media_prompt(fe, history, [p for m in history for p in m.get("images", [])], system=system)
+            query, images = split_media_line(query)  # `<image>cat.png what is this?`
+            turn = {"role": "user", "content": query, **({"images": images} if images else {})}
+            seen = [p for m in [*history, turn] for p in m.get("images", [])]
+            prompt = media_prompt(fe, [*history, turn], seen, system=system)
         except (UserError, RowError, EncodeError) as e:
-            print(f"[{str(e)}]")
-            history.pop()
+            print(f"[{e}]")  # a bad image path: say so and ask again
             continue
+        history.append(turn)
         print(">>> ", end="", flush=True)
         if stream:
             answer = ""

@@ -148,3 +148,19 @@ def save_media_files(template: Any, out: Path) -> None:
         from lmforge.thirdparty import save_vl_processor
 
         save_vl_processor(template.family, template.image_processor, Path(out))
+
+
+def media_report(template: Any, encoded: Any) -> str | None:
+    """`lmforge check`: how many images the usable rows carry and the tokens they cost after resizing."""
+    if not getattr(template, "takes_media", False):
+        return None
+    import json
+
+    rows = [json.loads(m) for m, e in zip(encoded["media"], encoded["error"]) if m and not e]
+    images = sum(len(r.get("images", [])) for r in rows)
+    tokens = sum(sum(t == template.image_token_id for t in ids) for ids in encoded["input_ids"])
+    px = template.pixels
+    return (
+        f"  media: {images} images in {len(rows)} rows, {tokens} image tokens "
+        f"(resized to {px['min_pixels']}..{px['max_pixels']} pixels)"
+    )
