@@ -344,7 +344,9 @@ class DeployArgs:
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
     allowed_local_media_path: str | None = flag(
-        None, "vision-language models: image_url file:// paths and local paths are read only under this folder"
+        None,
+        "vision-language models: image_url file:// paths and local paths are read only under this folder",
+        kind="path",
     )
 
 
