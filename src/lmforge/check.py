@@ -13,6 +13,7 @@ from lmforge.data.loader import location
 from lmforge.data.pipeline import encode_rows, load_data
 from lmforge.errors import DataError
 from lmforge.models.setup import setup_tokenizer
+from lmforge.multimodal.encode import media_report
 from lmforge.templates.encode import Encoded
 
 # tuner flags checked against the model's module names (on its config) when set
@@ -72,6 +73,9 @@ def run(args: Any) -> int:
         print(f"{label}: {len(enc)} rows encoded, {len(lengths)} usable, {truncated} truncated")
         for reason, n in errors.most_common(5):
             print(f"  unusable ({n}): {reason}")
+        report = media_report(setup.template, enc)  # a vision-language model: images and their token cost
+        if report:
+            print(report)
         problems += sum(errors.values())
         if lengths:
             print(

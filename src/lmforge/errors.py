@@ -28,6 +28,14 @@ class DataError(UserError):
     exit_code = 1
 
 
+class RowError(ValueError):
+    """One bad row: names the field and says what is wrong, with a hint."""
+
+    def __init__(self, field: str, problem: str, hint: str = ""):
+        self.field, self.problem, self.hint = field, problem, hint
+        super().__init__(f"{field}: {problem}" + (f" (hint: {hint})" if hint else ""))
+
+
 # what a full, read-only or forbidden disk raises: reported as one line, not a traceback
 _DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 

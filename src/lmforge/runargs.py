@@ -40,6 +40,8 @@ class RunArgs:
     system: str | None = None  # the resolved system prompt (text, not a .txt path)
     max_length: int | None = None
     enable_thinking: bool | None = None
+    max_pixels: int | None = None  # vision-language models: the image resize bounds training used
+    min_pixels: int | None = None
     tuner_type: str | None = None
     rlhf_type: str | None = None
     run_dir: str | None = None
@@ -163,6 +165,8 @@ _RESTORED = {
     "system": ("template", "system"),
     "max_length": ("template", "max_length"),
     "enable_thinking": ("template", "enable_thinking"),
+    "max_pixels": ("template", "max_pixels"),
+    "min_pixels": ("template", "min_pixels"),
 }
 
 

@@ -145,3 +145,56 @@ class CheckpointHooks:
 def with_checkpoint_hooks(trainer_cls: type) -> type:
     """A trl trainer class with CheckpointHooks mixed in (its own __init__ runs unchanged)."""
     return type(f"Atomic{trainer_cls.__name__}", (CheckpointHooks, trainer_cls), {})
+
+
+def vl_image_processor(family: Any, model_dir: Path, size: dict[str, int]) -> Any:
+    """transformers 5.24 without torchvision: the stock Qwen2-VL/2.5-VL/3-VL processors cannot be built (their
+    video processor imports torchvision; `AutoProcessor` silently returns a bare tokenizer), so the family's PIL
+    image processor is loaded from the folder's preprocessor_config.json directly (a hub folder naming
+    `Qwen2VLImageProcessor` loads as it is). `size` ({"shortest_edge", "longest_edge"} in pixels) overrides the
+    folder's resize bounds, as --min_pixels/--max_pixels."""
+    cls = family.image_processor_class()
+    saved = (Path(model_dir) / "preprocessor_config.json").is_file()
+
+    def build(**kwargs: Any) -> Any:
+        return cls.from_pretrained(model_dir, **kwargs) if saved else cls(**dict(family.processor_defaults), **kwargs)
+
+    proc = build()
+    if not size:
+        return proc
+    # the processor needs both bounds: one flag given keeps the folder's other one (lowered to fit under a max)
+    merged = {"shortest_edge": proc.size.shortest_edge, "longest_edge": proc.size.longest_edge, **size}
+    merged["shortest_edge"] = min(merged["shortest_edge"], merged["longest_edge"])
+    return build(size=merged)
+
+
+def save_vl_processor(family: Any, image_processor: Any, out: Path) -> None:
+    """The image processor's preprocessor_config.json, and processor_config.json naming the *stock* processor
+    class (transformers 5.24 would name our class, which a machine with torchvision cannot load)."""
+    import json
+
+    image_processor.save_pretrained(out)
+    cfg = out / "preprocessor_config.json"
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    data["image_processor_type"] = data.get("image_processor_type", "").removesuffix("Pil") or "Qwen2VLImageProcessor"
+    data["processor_class"] = family.processor_class
+    cfg.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (out / "processor_config.json").write_text(
+        json.dumps({"processor_class": family.processor_class}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def stock_vl_processor(family: Any, image_processor: Any, tokenizer: Any, chat_template: str) -> Any:
+    """transformers 5.24: the family's stock processor class without its video processor (whose constructor needs
+    torchvision): a subclass whose `get_attributes` drops it. Used to compare against the processor's own
+    `apply_chat_template` and output, which lmforge must equal token for token."""
+    import transformers
+
+    stock = getattr(transformers, family.processor_class)
+
+    class NoVideo(stock):  # type: ignore[misc, valid-type]
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return ["image_processor", "tokenizer"]
+
+    return NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)

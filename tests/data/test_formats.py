@@ -89,6 +89,9 @@ def test_query_response_with_history_and_aliases(tmp_path):
 
 
 def test_messages_with_tools_and_extras(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")  # media are checked when read (a missing file is a bad row)
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     f = write(
         tmp_path / "m.jsonl",
@@ -113,7 +116,7 @@ def test_messages_with_tools_and_extras(tmp_path):
     (p,) = load(str(f))
     assert p.format == "messages"
     (r,) = rows_of([p])
-    assert r["tools"] == tools and r["images"] == ["a.png"] and r["label"] is True
+    assert r["tools"] == tools and r["images"] == [str((tmp_path / "a.png").resolve())] and r["label"] is True
     assert r["messages"][1]["content"] == "" and r["messages"][1]["tool_calls"]
 
 

@@ -122,6 +122,14 @@ class TemplateArgs:
         "which tokens carry loss: default (all assistant turns), last_round, all, or a plug-in's",
         kind="loss_scale",
     )
+    max_pixels: int | None = flag(
+        None,
+        "vision-language models: resize images to at most this many pixels (env MAX_PIXELS; saved in args.json)",
+        **POSITIVE,
+    )
+    min_pixels: int | None = flag(
+        None, "vision-language models: resize images to at least this many pixels (env MIN_PIXELS)", **POSITIVE
+    )
 
 
 @dataclass
@@ -204,6 +212,9 @@ class TunerArgs:
         0.0, "full training: freeze this fraction of parameters, from the bottom", **PROB
     )
     trainable_parameters: list[str] = flag([], "full training: name prefixes kept trainable despite freezing")
+    freeze_vit: bool = flag(True, "vision-language models: keep the vision tower frozen (no LoRA on it)")
+    freeze_aligner: bool = flag(True, "vision-language models: keep the aligner (vision-to-text projector) frozen")
+    freeze_llm: bool = flag(False, "vision-language models: keep the language model frozen")
     quant_method: str | None = flag(None, "load quantised for QLoRA: bnb or quanto", choices=("bnb", "hqq", "quanto"))
     quant_bits: int | None = flag(None, "4 or 8", choices=(2, 4, 8))
     bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
@@ -332,6 +343,11 @@ class DeployArgs:
     max_batch_size: int = flag(16, "requests batched into one forward pass", **POSITIVE)
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
+    allowed_local_media_path: str | None = flag(
+        None,
+        "vision-language models: image_url file:// paths and local paths are read only under this folder",
+        kind="path",
+    )
 
 
 @dataclass

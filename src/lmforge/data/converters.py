@@ -12,6 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lmforge.errors import RowError
+from lmforge.multimodal.parts import parts_to_text
+
 CONVERTERS: dict[str, Callable[[dict], dict]] = {}
 
 CONVERSATION_KEYS = ("messages", "conversation", "conversations")
@@ -62,14 +65,6 @@ _CONSUMED = (
     | set(SYSTEM_ALIASES)
     | {"history", "rejected", "rejected_response"}
 )
-
-
-class RowError(ValueError):
-    """One bad row: names the field and says what is wrong, with a hint."""
-
-    def __init__(self, field: str, problem: str, hint: str = ""):
-        self.field, self.problem, self.hint = field, problem, hint
-        super().__init__(f"{field}: {problem}" + (f" (hint: {hint})" if hint else ""))
 
 
 def register_converter(name: str) -> Callable[[Callable[[dict], dict]], Callable[[dict], dict]]:
@@ -252,8 +247,10 @@ def normalize_messages(turns: Any, field: str = "messages") -> list[dict]:
             content = ""
         if content is None:
             raise RowError(f"{where}.content", "null content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if isinstance(content, list):  # OpenAI content parts: text, with a tag where each media part was
+            content, media = parts_to_text(content)
+            if media:
+                msg["_media"] = media  # moved into the row's media columns (multimodal/media.normalize_row)
         if not isinstance(content, str):
             raise RowError(f"{where}.content", f"expected text, got {type(content).__name__}")
         msg["content"] = content

@@ -17,6 +17,7 @@ from lmforge.data import builtin  # noqa: F401  (registers the built-in datasets
 from lmforge.data.converters import CONVERSATION_KEYS, CONVERTERS, RowError, detect_format
 from lmforge.data.registry import DatasetMeta, DatasetSpec, SubsetMeta, load_dataset_info, lookup
 from lmforge.errors import DataError, UserError
+from lmforge.multimodal.media import normalize_row
 
 EXT_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 LF_KEYS = {"prompt": "instruction", "query": "input", "response": "output", "kto_tag": "label"}
@@ -201,7 +202,7 @@ class _Convert:
                     f"no recognisable format (columns: {', '.join(sorted(row))})",
                     "alpaca needs instruction/output, query-response query/response, messages a list",
                 )
-            out = CONVERTERS[fmt](row)
+            out = normalize_row(CONVERTERS[fmt](row), self.source)  # media checked, paths resolved
             out["_src"], out["_idx"] = self.source, idx  # where the row came from, for later error messages
             return {"row": json.dumps(out, ensure_ascii=False, default=str), "error": "", "idx": idx}
         except RowError as e:

@@ -8,6 +8,7 @@ from typing import Any
 
 from lmforge.data.loader import Loaded, load_specs, location
 from lmforge.errors import DataError, UserError
+from lmforge.multimodal.encode import media_of, text_only_message
 from lmforge.templates.encode import ChatTemplate, EncodeError
 
 
@@ -71,22 +72,33 @@ class _Encode:
     def __call__(self, row_json: str) -> dict:
         row = json.loads(row_json)
         msgs = row["messages"]
+        media = media_of(row)
         try:
+            if media and not getattr(self.template, "takes_media", False):
+                raise EncodeError(text_only_message(self.template))
             if self.stage == "pt":
                 enc = self.template.encode_text("\n".join(m["content"] for m in msgs))
             else:
                 if msgs[-1]["role"] != "assistant":
                     raise EncodeError(f"messages[{len(msgs) - 1}]: conversation does not end with an assistant turn")
-                enc = self.template.encode(msgs, tools=row.get("tools"))
+                enc = self.template.encode(msgs, tools=row.get("tools"), **({"media": media} if media else {}))
         except EncodeError as e:
             where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
-            return {"input_ids": [], "labels": [], "length": 0, "error": f"{where}: {e}", "truncated": False}
+            return {
+                "input_ids": [],
+                "labels": [],
+                "length": 0,
+                "error": f"{where}: {e}",
+                "truncated": False,
+                "media": "",
+            }
         return {
             "input_ids": enc.input_ids,
             "labels": enc.labels,
             "length": len(enc.input_ids),
             "error": "",
             "truncated": enc.truncated,
+            "media": json.dumps(media) if media else "",  # the collator loads the pixels (multimodal/collate.py)
         }
 
 
@@ -117,3 +129,18 @@ def encode_rows(
     if keep_errors:
         return out
     return out.filter(lambda e: not e, input_columns="error").remove_columns(["error"])
+
+
+def refuse_media_for_text_model(data: Any, template: Any) -> None:
+    """Training a text-only model on rows with images would silently drop them: one line naming the first row."""
+    if getattr(template, "takes_media", False):
+        return
+    for ds in (data.train, data.val):
+        if ds is None or not hasattr(ds, "__len__"):
+            continue  # streaming: each row is refused when it is encoded
+        for row_json in ds["row"]:
+            if '"images"' in row_json or '"videos"' in row_json or '"audios"' in row_json:
+                row = json.loads(row_json)
+                if media_of(row):
+                    where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
+                    raise DataError(f"{where}: {text_only_message(template)}")

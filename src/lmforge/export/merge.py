@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError, writing
+from lmforge.multimodal.encode import save_media_files
 from lmforge.runargs import ResolvedModel, resolve_model, write_run_args
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_
                 shutil.copy2(src, tmp / name)
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
     tok.save_pretrained(tmp)
+    save_media_files(setup.template, tmp)  # a vision-language model: its image processor, resizing as trained
     gen = getattr(model, "generation_config", None)  # a classifier or embedding trunk generates nothing
     if gen is not None:
         gen.eos_token_id = setup.template.stop_ids()

@@ -116,11 +116,24 @@ class Score:
 
 
 @dataclass(frozen=True)
+class MediaPrompt:
+    """Prompt token ids together with the processed media they refer to, for an engine with
+    `capabilities.media` (multimodal/encode.media_prompt builds them). `inputs` are the extra model inputs:
+    pixel_values / image_grid_thw (tensors, batched by concatenation) and mm_token_type_ids (a list, one per id)."""
+
+    token_ids: list[int]
+    inputs: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True)
 class Capabilities:
     adapters: tuple[str, ...] = ()  # adapter names a request may pick
     logprobs: bool = False
     prompt_logprobs: bool = False
-    media: bool = False  # images/audio/video in prompts
+    media: bool = False  # images in prompts (MediaPrompt): a vision-language model
     continuous_batching: bool = False  # rows join a running batch (False: requests batch per generate call)
     max_length: int = 4096  # context window, prompt + completion
     device: str = "cpu"

@@ -14,6 +14,7 @@ from lmforge.infer.engine import (
     Completion,
     Engine,
     EngineError,
+    MediaPrompt,
     SamplingConfig,
     Score,
     StreamEvent,
@@ -58,6 +59,7 @@ class PtEngine(Engine):
         self.capabilities = Capabilities(
             adapters=self.adapter_names,
             logprobs=True,
+            media=bool(getattr(self.template, "takes_media", False)),
             max_length=int(ctx),
             device=str(self.device),
         )
@@ -74,12 +76,17 @@ class PtEngine(Engine):
         self.scheduler.max_batch_size = value if value > 0 else 1 << 30
 
     # -- the Engine interface -------------------------------------------------------------------------------
-    def _request(self, prompt: list[int], cfg: SamplingConfig, adapter: str | None, listener: Any = None) -> Request:
+    def _request(self, prompt: Any, cfg: SamplingConfig, adapter: str | None, listener: Any = None) -> Request:
+        media = None
+        if isinstance(prompt, MediaPrompt):
+            if not self.capabilities.media:
+                raise ValueError("this model is text-only: it takes no images")
+            prompt, media = prompt.token_ids, prompt.inputs
         if not prompt:
             raise ValueError("an empty prompt: give at least one token")
         if adapter is not None and adapter not in self.adapter_names:
             raise ValueError(f"unknown adapter '{adapter}'; loaded: {', '.join(self.adapter_names) or 'none'}")
-        return Request(list(prompt), cfg, self.frontend.decoder(cfg.stop), adapter, listener)
+        return Request(list(prompt), cfg, self.frontend.decoder(cfg.stop), adapter, listener, media=media)
 
     def generate(
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
@@ -232,8 +239,29 @@ class PtEngine(Engine):
                 stopping_criteria=StoppingCriteriaList([RowsDone()]),
                 logits_processor=LogitsProcessorList([recorder]) if recorder else None,
                 use_cache=True,
+                **_media_inputs(reqs, width, self.device),
                 **_sampling_kwargs(cfg),
             )
+
+
+def _media_inputs(reqs: list[Request], width: int, device: Any) -> dict[str, Any]:
+    """The batch's pixels (concatenated in row order, as the processor batches them) and the left-padded
+    mm_token_type_ids; {} for a batch without media."""
+    import torch
+
+    if not any(r.media for r in reqs):
+        return {}
+    types = torch.zeros((len(reqs), width), dtype=torch.long)
+    out: dict[str, list] = {}
+    for i, r in enumerate(reqs):
+        media = r.media or {}
+        if media.get("mm_token_type_ids"):
+            row = media["mm_token_type_ids"]
+            types[i, width - len(row) :] = torch.tensor(row)
+        for key in ("pixel_values", "image_grid_thw"):
+            if key in media:
+                out.setdefault(key, []).append(media[key])
+    return {"mm_token_type_ids": types.to(device), **{k: torch.cat(v).to(device) for k, v in out.items()}}
 
 
 def _sampling_kwargs(cfg: SamplingConfig) -> dict[str, Any]:

@@ -10,10 +10,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmforge.data.converters import RowError
+from lmforge.data.loader import location
 from lmforge.errors import UserError, writing
 from lmforge.infer.engine import sampling_from_args
+from lmforge.infer.media import media_prompt, split_media_line
 from lmforge.infer.metrics import METRICS
 from lmforge.runargs import ResolvedModel, RunArgs, resolve_model
+from lmforge.templates.encode import EncodeError
 
 if TYPE_CHECKING:
     from lmforge.args.parser import Args
@@ -99,8 +103,15 @@ def interactive(args: Args, resolved: ResolvedModel) -> int:
             history = []
             print("[system prompt set; history cleared]")
             continue
-        history.append({"role": "user", "content": query})
-        prompt = fe.prompt_ids(history, system=system)
+        try:
+            query, images = split_media_line(query)  # `<image>cat.png what is this?`
+            turn = {"role": "user", "content": query, **({"images": images} if images else {})}
+            seen = [p for m in [*history, turn] for p in m.get("images", [])]
+            prompt = media_prompt(fe, [*history, turn], seen, system=system)
+        except (UserError, RowError, EncodeError) as e:
+            print(f"[{e}]")  # a bad image path: say so and ask again
+            continue
+        history.append(turn)
         print(">>> ", end="", flush=True)
         if stream:
             answer = ""
@@ -140,7 +151,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         has_answer = msgs[-1]["role"] == "assistant"
         convs.append(msgs[:-1] if has_answer else msgs)
         labels.append(msgs[-1]["content"] if has_answer else None)
-    prompts = [engine.frontend.prompt_ids(c) for c in convs]
+    prompts = [_prompt(engine, c, row) for c, row in zip(convs, rows)]
     t0 = time.perf_counter()
     results = engine.generate(prompts, cfg)
     seconds = time.perf_counter() - t0
@@ -171,6 +182,15 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         score = METRICS[args.infer.metric](pairs)
         print(f"[lmforge] {args.infer.metric}: {score:.4f} over {len(pairs)} rows")
     return 0
+
+
+def _prompt(engine: Engine, conv: list[dict], row: dict) -> Any:
+    """Prompt ids, with the row's images for a vision-language model (one line for a bad row)."""
+    try:
+        return media_prompt(engine.frontend, conv, row.get("images") or [])
+    except (RowError, EncodeError) as e:
+        where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
+        raise UserError(f"{where}: {e}")
 
 
 def result_path(args: Args, resolved: ResolvedModel) -> Path:

@@ -27,6 +27,7 @@ class Request:
     decoder: Decoder
     adapter: str | None = None
     listener: Listener | None = None  # called from the generating thread: keep it quick
+    media: dict | None = None  # a MediaPrompt's model inputs (pixels), for a vision-language model
     cancelled: threading.Event = field(default_factory=threading.Event)
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)

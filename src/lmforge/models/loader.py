@@ -195,8 +195,14 @@ def load_model(
     from lmforge.tasks import get_task
 
     spec = get_task(task)
+    auto_class = spec.auto_class
+    if task == "causal_lm":  # a vision-language model generates text through its own auto class
+        from lmforge.multimodal.families import vl_family_of_dir
+
+        family = vl_family_of_dir(model_dir)
+        auto_class = family.auto_class if family else auto_class
     try:
-        return getattr(transformers, spec.auto_class).from_pretrained(
+        return getattr(transformers, auto_class).from_pretrained(
             model_dir,
             dtype=dtype,
             trust_remote_code=trust_remote_code,

@@ -57,6 +57,21 @@ def _llama() -> ModelFamily:
     return ModelFamily(model_types=("llama",), template="auto", stop_words=("<|im_end|>", "<|eot_id|>"))
 
 
+@register_family("qwen2_vl")
+def _qwen2_vl() -> ModelFamily:
+    # vision-language: multimodal/families.py has the media side (processor, placeholders, frozen parts)
+    return ModelFamily(
+        model_types=("qwen2_vl", "qwen2_5_vl"), template="qwen2_vl", stop_words=("<|im_end|>", "<|endoftext|>")
+    )
+
+
+@register_family("qwen3_vl")
+def _qwen3_vl() -> ModelFamily:
+    return ModelFamily(
+        model_types=("qwen3_vl", "qwen3_vl_moe"), template="auto", stop_words=("<|im_end|>", "<|endoftext|>")
+    )
+
+
 def family_for(model_type: str | None, override: str | None = None) -> ModelFamily | None:
     """The family for an HF model_type, or the one named by --model_type."""
     if override:

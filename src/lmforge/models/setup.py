@@ -8,6 +8,7 @@ from typing import Any
 
 from lmforge.models.loader import load_tokenizer, read_config, resolve_model_dir
 from lmforge.models.registry import family_for
+from lmforge.multimodal.encode import build_media_template
 from lmforge.templates import get_template
 from lmforge.templates.encode import ChatTemplate
 
@@ -34,15 +35,17 @@ def setup_tokenizer(model_args: Any, template_args: Any, tokenizer_dir: Path | N
     config = read_config(model_dir)
     tokenizer = load_tokenizer(tokenizer_dir or model_dir, trust_remote_code=model_args.trust_remote_code)
     name = template_name_for(template_args.template, config.get("model_type"), model_args.model_type)
-    template = ChatTemplate(
-        tokenizer,
-        get_template(name),
+    kwargs = dict(
         system=template_args.system,
         max_length=template_args.max_length,
         truncation_strategy=template_args.truncation_strategy,
         loss_scale=template_args.loss_scale,
         enable_thinking=template_args.enable_thinking,
     )
+    spec = get_template(name)
+    # a vision-language model's template also takes images (None for a text-only model)
+    template = build_media_template(tokenizer, spec, model_dir, config, template_args, **kwargs)
+    template = template or ChatTemplate(tokenizer, spec, **kwargs)
     return TokenizerSetup(model_dir, config, tokenizer, template, name)
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from lmforge.infer.engine import EngineError, StreamEvent, TokenLogprob
 from lmforge.infer.frontend import ThinkingRouter, split_reasoning
+from lmforge.serve.media import media_chat_prompt
 from lmforge.serve.protocol import ChatRequest, CompletionRequest, error_body
 from lmforge.serve.state import ServeState, err, pick_adapter, sampling
 
@@ -92,7 +93,12 @@ async def chat_completion(state: ServeState, body: ChatRequest) -> Any:
         return refused
     msgs = [m.plain() for m in body.messages]
     try:
-        prompt = state.engine.frontend.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
+        if state.engine.capabilities.media and any(m.media_parts() for m in body.messages):
+            prompt = media_chat_prompt(state, body)  # images: a vision-language model (serve/media.py)
+            if isinstance(prompt, JSONResponse):
+                return prompt
+        else:
+            prompt = state.engine.frontend.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
     except Exception as e:  # a template error on user input is a bad request
         return err(400, f"messages: cannot apply the chat template ({str(e).splitlines()[0][:200]})")
     cfg = sampling(state, body, len(prompt), (body.top_logprobs or 0) if body.logprobs else None)

@@ -30,7 +30,7 @@ def build_state(args: Args) -> ServeState:
     base_name = d.served_model_name or (Path(plain[0]).name if plain else default_name)
     defaults = sampling_from_args(args.generation, max_new_tokens=512, temperature=1.0)  # 1.0: the OpenAI default
     names = {name: name for name in resolved.adapters.named}
-    return ServeState(engine, base_name, names, defaults, d.api_key)
+    return ServeState(engine, base_name, names, defaults, d.api_key, d.allowed_local_media_path)
 
 
 def run_deploy(args: Args) -> int:

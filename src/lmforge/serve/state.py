@@ -22,6 +22,7 @@ class ServeState:
     adapters: dict[str, str]  # served name -> engine adapter name
     defaults: SamplingConfig  # the deploy flags (--max_new_tokens, --temperature, ...) for fields a request omits
     api_key: str | None = None
+    allowed_media_path: str | None = None  # --allowed_local_media_path: local image files are read only under it
 
 
 def err(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> JSONResponse:

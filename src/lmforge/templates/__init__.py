@@ -83,6 +83,12 @@ def _llama3() -> TemplateSpec:
     return TemplateSpec(end_of_turn="<|eot_id|>")
 
 
+@register_template("qwen2_vl")
+def _qwen2_vl() -> TemplateSpec:
+    # the published Qwen2-VL / Qwen2.5-VL processor template (hub folders carry the same text)
+    return TemplateSpec(jinja="qwen2_vl.jinja", end_of_turn="<|im_end|>")
+
+
 @register_template("chatml")
 def _chatml() -> TemplateSpec:
     # for base models without a chat template, and ms-swift users who pass --template chatml

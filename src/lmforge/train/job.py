@@ -78,7 +78,7 @@ def prepare(args: Args, method: Method) -> Job:
     import torch
     import transformers
 
-    from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped
+    from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped, refuse_media_for_text_model
     from lmforge.models.setup import setup_tokenizer
     from lmforge.precision import training_precision
     from lmforge.tasks import get_task
@@ -103,6 +103,7 @@ def prepare(args: Args, method: Method) -> Job:
     check_target_modules(setup.model_dir, args.tuner, args.model.trust_remote_code)  # on the config, no weights
     data = load_data(args.data, use_hf=args.model.use_hf)
     refuse_if_mostly_dropped(data.parts)
+    refuse_media_for_text_model(data, setup.template)
     for p in data.parts:
         if p.n_dropped:
             print(f"[lmforge] {p.name}: dropped {p.n_dropped} of {p.total} rows; first: {p.reasons[0]}")
@@ -135,6 +136,7 @@ def task_name(args: Args, method: Method) -> str:
 
 def record(job: Job, extra: dict[str, Any]) -> None:
     """args.json: every flag, what was derived, and the method's own additions; the tokenizer gets the template."""
+    from lmforge.multimodal.encode import media_run_args
     from lmforge.runargs import write_run_args
     from lmforge.train.output import versions
 
@@ -152,6 +154,7 @@ def record(job: Job, extra: dict[str, Any]) -> None:
         "gradient_accumulation_steps": job.grad_accum,
         "gradient_checkpointing": job.gradient_checkpointing,
         "run_dir": str(job.run_dir),
+        **media_run_args(s.template),  # a vision-language model's resize bounds: infer/deploy/export reuse them
         **extra,
         "versions": versions(),
         "world_size": job.world_size,

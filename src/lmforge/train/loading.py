@@ -39,7 +39,13 @@ def load_policy(job: Job, fast_paths: bool = False, head: dict[str, Any] | None 
     model.config.use_cache = False
     if model.config.pad_token_id is None:  # a classifier head finds each row's last token by the pad id
         model.config.pad_token_id = job.setup.tokenizer.pad_token_id
-    model = apply_tuner(model, a.tuner, job.task, job.gradient_checkpointing)
+    from lmforge.multimodal.tuning import freeze_parts, media_tuner_flags
+
+    # vision-language models: the tuner sees only the parts --freeze_vit/--freeze_aligner/--freeze_llm leave open
+    model = apply_tuner(
+        model, media_tuner_flags(model, a.tuner, job.setup.template), job.task, job.gradient_checkpointing
+    )
+    freeze_parts(model, a.tuner, job.setup.template, job.tuner.trains_weights)
     if fast_paths and not job.on_gpu:
         from lmforge.train.distributed import partitions_params
         from lmforge.tuners.dropout import use_lane_dropout

@@ -45,6 +45,7 @@ def build(job: Job) -> Any:
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
+    from lmforge.train.media import check_flat, collator_for
     from lmforge.train.output import write_rows
     from lmforge.train.trainer import LmforgeTrainer
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
@@ -53,6 +54,7 @@ def build(job: Job) -> Any:
     from lmforge.train.evaluating import eval_plan
 
     evaluating = eval_plan(a)  # sets, options and rows checked before the model loads
+    check_flat(job.setup.template, a.train.packing or bool(a.train.padding_free))
     train_ds, val_ds = encode(job)
     max_length = a.template.max_length or 2048
     if a.train.packing:
@@ -70,6 +72,7 @@ def build(job: Job) -> Any:
     if job.data.val is not None and not a.data.val_dataset:  # the carved split, for infer --load_data_args
         write_rows(job.run_dir / "val_dataset.jsonl", job.data.val)
     flat = a.train.packing or padding_free
+    media = collator_for(job.setup.template, job.setup.tokenizer.pad_token_id)
     targs = transformers.TrainingArguments(
         **training_kwargs(job, val_ds is not None), prediction_loss_only=True, disable_tqdm=False
     )
@@ -83,7 +86,7 @@ def build(job: Job) -> Any:
         args=targs,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=FlatCollator() if flat else PaddedCollator(job.setup.tokenizer.pad_token_id),
+        data_collator=media or (FlatCollator() if flat else PaddedCollator(job.setup.tokenizer.pad_token_id)),
         processing_class=job.setup.tokenizer,
         callbacks=callbacks(job) + eval_callbacks(job, evaluating),
         optimizers=(optimizer(job, model), None),

@@ -1,0 +1,111 @@
+"""The multimodal family table: one entry per vision-language family says everything lmforge needs to know about it.
+
+An entry names the HF `model_type`s, the image processor (built without torchvision, see thirdparty.py), how an
+`<image>` tag becomes placeholder text and how many tokens each image costs, the grounding coordinate convention,
+and which module prefixes are the vision tower, the aligner and the language model (for --freeze_vit,
+--freeze_aligner, --freeze_llm). Adding a family is one `register_vl_family` call:
+
+    @register_vl_family("myvl")
+    def _myvl() -> VLFamily:
+        return VLFamily(model_types=("myvl",), image_processor="transformers.models....MyImageProcessorPil", ...)
+
+Torch-free at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lmforge.registry import Registry
+
+
+@dataclass(frozen=True)
+class VLFamily:
+    model_types: tuple[str, ...]
+    image_processor: str  # "module:Class" of the image processor that needs no torchvision
+    processor_class: str  # what processor_config.json names (the stock class, loadable where torchvision is)
+    image_token: str = "<|image_pad|>"  # the token repeated once per image patch group
+    video_token: str = "<|video_pad|>"
+    image_open: str = "<|vision_start|>"  # text around the repeated tokens
+    image_close: str = "<|vision_end|>"
+    # grounding: "abs" pixel coordinates of the resized image (Qwen2.5-VL), or "norm1000" (Qwen2-VL, Qwen3-VL)
+    bbox: str = "norm1000"
+    vision_tower: tuple[str, ...] = ("model.visual",)
+    aligner: tuple[str, ...] = ("model.visual.merger",)
+    language_model: tuple[str, ...] = ("model.language_model", "lm_head")
+    auto_class: str = "AutoModelForImageTextToText"  # the transformers auto class of the whole model
+    processor_defaults: tuple[tuple[str, Any], ...] = ()  # image-processor kwargs when the folder has none
+    name: str = ""
+
+    def image_processor_class(self) -> type:
+        module, _, cls = self.image_processor.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def image_text(self, n_tokens: int) -> str:
+        """The text one image becomes in a prompt: the placeholder with the token repeated `n_tokens` times (the
+        processor's own expansion, done on the string so the template's character offsets stay valid)."""
+        return self.image_open + self.image_token * n_tokens + self.image_close
+
+    def tokens_per_image(self, grid_thw: Any, processor: Any) -> int:
+        """Tokens one image costs: its patch grid merged `merge_size`² to one (Qwen2-VL's rule)."""
+        t, h, w = (int(x) for x in grid_thw)
+        return t * h * w // int(getattr(processor, "merge_size", 2)) ** 2
+
+
+VL_FAMILIES: Registry[VLFamily] = Registry("vision-language family", "--model_type")
+
+
+def register_vl_family(name: str) -> Callable[[Callable[[], VLFamily]], Callable[[], VLFamily]]:
+    def deco(fn: Callable[[], VLFamily]) -> Callable[[], VLFamily]:
+        fam = fn()
+        VL_FAMILIES.register(name, VLFamily(**{**fam.__dict__, "name": name}))
+        return fn
+
+    return deco
+
+
+_QWEN_PIL = "transformers.models.qwen2_vl.image_processing_pil_qwen2_vl:Qwen2VLImageProcessorPil"
+
+
+@register_vl_family("qwen2_vl")
+def _qwen2_vl() -> VLFamily:
+    return VLFamily(model_types=("qwen2_vl",), image_processor=_QWEN_PIL, processor_class="Qwen2VLProcessor")
+
+
+@register_vl_family("qwen2_5_vl")
+def _qwen2_5_vl() -> VLFamily:
+    return VLFamily(
+        model_types=("qwen2_5_vl",),
+        image_processor=_QWEN_PIL,
+        processor_class="Qwen2_5_VLProcessor",
+        bbox="abs",
+    )
+
+
+@register_vl_family("qwen3_vl")
+def _qwen3_vl() -> VLFamily:
+    return VLFamily(
+        model_types=("qwen3_vl", "qwen3_vl_moe"),
+        image_processor=_QWEN_PIL,
+        processor_class="Qwen3VLProcessor",
+        processor_defaults=(("patch_size", 16), ("image_mean", [0.5] * 3), ("image_std", [0.5] * 3)),
+    )
+
+
+def vl_family_for(config: dict[str, Any]) -> VLFamily | None:
+    """The family of a model's config.json, or None for a text-only model."""
+    model_type = config.get("model_type")
+    return next((f for f in VL_FAMILIES.values() if model_type in f.model_types), None)
+
+
+def vl_family_of_dir(model_dir: str | Path) -> VLFamily | None:
+    import json
+
+    try:
+        return vl_family_for(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None

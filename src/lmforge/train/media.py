@@ -1,0 +1,51 @@
+"""Batches for vision-language training: padded ids/labels/mask as train/collate.PaddedCollator, plus the pixels.
+
+Images are stored in the encoded rows as their sources (not pixels: a real image is megabytes of patches) and
+processed here, batch by batch, with the same image processor that counted their tokens. The processor's output
+is patches flattened per image, so a batch concatenates them (never stacks) together with image_grid_thw.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from lmforge.train.collate import PaddedCollator
+
+
+@dataclass
+class MediaCollator:
+    template: Any  # a multimodal.encode.MediaTemplate
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        batch = PaddedCollator(self.pad_token_id)(rows)
+        types = torch.zeros_like(batch["input_ids"])
+        for i, r in enumerate(rows):
+            types[i, : len(r["input_ids"])] = torch.tensor(self.template.token_types(r["input_ids"]))
+        batch["mm_token_type_ids"] = types
+        images = [src for r in rows if r.get("media") for src in json.loads(r["media"]).get("images", [])]
+        if images:
+            processed = self.template.process_images(images)
+            batch["pixel_values"] = processed["pixel_values"]
+            batch["image_grid_thw"] = processed["image_grid_thw"]
+        return batch
+
+
+def check_flat(template: Any, flat: bool) -> None:
+    """Padding-free and packed batches drop the per-row pixels: refuse them for a vision-language model."""
+    if flat and getattr(template, "takes_media", False):
+        from lmforge.errors import UserError
+
+        raise UserError(
+            "--packing / --padding_free are not supported for vision-language models in this lmforge version",
+            hint="drop them (padded batches are used)",
+        )
+
+
+def collator_for(template: Any, pad_token_id: int) -> Any:
+    """The media collator for a vision-language template; None for a text one."""
+    return MediaCollator(template, pad_token_id) if getattr(template, "takes_media", False) else None

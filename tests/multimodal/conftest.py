@@ -1,0 +1,91 @@
+"""Tiny random vision-language models built from configs, saved as a hub folder looks (preprocessor_config.json
+naming Qwen2VLImageProcessor, processor_config.json naming the stock processor, the published chat template), with
+the real Qwen tokenizer; images drawn with PIL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lmforge.multimodal.demo import COLOURS, build_qwen2_5_vl, draw, save_hub_like  # noqa: F401 (fixtures' helpers)
+
+SMALL = 28 * 28 * 4  # min_pixels/max_pixels of the tests: every image is 2x2 patches, 1 token
+
+
+def vl_template() -> str:
+    from lmforge.templates import get_template
+
+    return get_template("qwen2_vl").chat_template(None)
+
+
+def build_qwen2_vl(d: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    torch.manual_seed(seed)
+    cfg = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=151936,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+            tie_word_embeddings=True,
+        ),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
+        image_token_id=151655,
+        video_token_id=151656,
+        vision_start_token_id=151652,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+        tie_word_embeddings=True,
+    )
+    save_hub_like(
+        Qwen2VLForConditionalGeneration(cfg),
+        d,
+        "Qwen2VLProcessor",
+        Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 64),
+    )
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tmp_path_factory) -> Path:
+    return build_qwen2_5_vl(tmp_path_factory.mktemp("tiny-qwen2_5_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory) -> Path:
+    return build_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tmp_path_factory) -> Path:
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-qwen3_vl")
+    rope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True}
+    cfg = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, rope_parameters=rope, tie_word_embeddings=True,
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+            num_position_embeddings=64, deepstack_visual_indexes=[0],
+        ),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, tie_word_embeddings=True,
+    )  # fmt: skip
+    processor = Qwen2VLImageProcessorPil(
+        patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3, min_pixels=64 * 64, max_pixels=64 * 64 * 4
+    )
+    save_hub_like(Qwen3VLForConditionalGeneration(cfg), d, "Qwen3VLProcessor", processor)
+    return d
