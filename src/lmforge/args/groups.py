@@ -321,6 +321,13 @@ class ExportArgs:
     hub_model_id: str | None = flag(None, "hub repository for --push_to_hub")
     hub_private_repo: bool = flag(False, "create the hub repository as private")
     commit_message: str = flag("update files", "hub commit message")
+    quant_method: str | None = flag(None, "quantized export: bnb, gptq, awq, fp8 (or a plug-in's)", kind="exporter")
+    quant_bits: int | None = flag(None, "quantized export: bits per weight (4 or 8; the method says which)")
+    quant_n_samples: int = flag(256, "quantized export: calibration rows taken from --dataset", **POSITIVE)
+    group_size: int = flag(128, "gptq/awq: weights sharing one scale; must divide every layer's input width", ge=1)
+    quant_check: bool = flag(True, "after a quantized or GGUF export, measure and save the quality report")
+    to_gguf: bool = flag(False, "write one .gguf file (llama.cpp / Ollama) with llama.cpp's own converter")
+    gguf_type: str = flag("f16", "--to_gguf: f16, bf16, q8_0 or q4_k_m", choices=("f16", "bf16", "q8_0", "q4_k_m"))
 
 
 @dataclass

@@ -147,16 +147,32 @@ def _soft_overlong_lengths(a: Args) -> None:
 
 
 def _export_job(a: Args) -> None:
+    """Which export (merge, quantize, GGUF) and whether its flags fit together; the method's own checks (bits,
+    GPU, packages) are export.methods.check_method, run right after (the table may hold a plug-in's method)."""
+    from lmforge.export.methods import default_output_dir
+
     e, adapters = a.export, a.tuner.adapters
-    if not adapters:
-        raise UserError(
-            "export needs --adapters CKPT", hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true"
-        )
-    if not e.merge_lora:
-        raise UserError("nothing to export: pass --merge_lora true")
+    if e.quant_bits is not None and e.quant_method is None:
+        raise UserError("--quant_bits without --quant_method", hint="add --quant_method bnb (or gptq, awq, fp8)")
+    if e.quant_method and e.to_gguf:
+        raise UserError("--quant_method and --to_gguf are two exports", hint="run one export for each")
+    if "gguf_type" in a.explicit and not e.to_gguf:
+        raise UserError("--gguf_type needs --to_gguf true")
+    if not (e.quant_method or e.to_gguf):
+        if not adapters:
+            raise UserError(
+                "export needs --adapters CKPT",
+                hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true (or --quant_method/--to_gguf)",
+            )
+        if not e.merge_lora:
+            raise UserError("nothing to export: pass --merge_lora true (or --quant_method M, or --to_gguf true)")
     if e.push_to_hub and not e.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id")
-    out = Path(e.output_dir) if e.output_dir else Path(adapters[0].rstrip("/") + "-merged")
+    out = (
+        Path(e.output_dir)
+        if e.output_dir
+        else default_output_dir(list(adapters), a.model.model, e.quant_method, e.quant_bits, e.to_gguf)
+    )
     if out.exists() and not e.exist_ok:
         raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
 
@@ -178,7 +194,7 @@ RULES: tuple[Rule, ...] = (
     Rule("rlhf_needs", ("rlhf",), ("rlhf",), _rlhf_needs),
     Rule("rlhf_tuner", ("rlhf", "tuner"), ("rlhf",), _rlhf_tuner),
     Rule("soft_overlong_lengths", ("rlhf",), ("rlhf",), _soft_overlong_lengths),
-    Rule("export_job", ("export", "tuner"), ("export",), _export_job),
+    Rule("export_job", ("export", "tuner", "model"), ("export",), _export_job),
 )
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from lmforge.args.parser import Args
 
 
-def _config_dtype(model_dir: Path) -> Any:
+def config_dtype(model_dir: Path) -> Any:
     import torch
 
     cfg = json.loads((model_dir / "config.json").read_text())
@@ -39,7 +39,7 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
             )
     tok_dir = Path(resolved.tokenizer_dir) if resolved.tokenizer_dir else None
     setup = setup_tokenizer(resolved.model_args, resolved.template_args, tok_dir)
-    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir))
+    model = load_model(setup.model_dir, dtype=config_dtype(setup.model_dir))
     for path in adapters.plain:
         model = PeftModel.from_pretrained(model, path)
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
@@ -58,23 +58,22 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
 def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_shard_size: str) -> None:
     """Weights, tokenizer with the training template, generation config and args.json into `tmp`."""
     model.save_pretrained(tmp, max_shard_size=max_shard_size)
+    saved = {"merged_from": list(adapters.plain), "base_model_dir": str(setup.model_dir)}
+    write_companions(tmp, setup, resolved, model.generation_config, saved)
+
+
+def write_companions(tmp: Path, setup: Any, resolved: Any, gen: Any, extra: dict[str, Any]) -> None:
+    """What makes a folder of weights an lmforge model: the tokenizer with the run's template, a generation config
+    that stops where the template does, and args.json (template, system prompt, where it came from)."""
     tok = setup.tokenizer
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
     tok.save_pretrained(tmp)
-    gen = model.generation_config
     gen.eos_token_id = setup.template.stop_ids()
     gen.pad_token_id = tok.pad_token_id
     gen.save_pretrained(tmp)
     saved = dict(resolved.saved.raw) if resolved.saved is not None else {}
-    saved.update(
-        {
-            "merged_from": list(adapters.plain),
-            "base_model_dir": str(setup.model_dir),
-            "template": setup.template_name,
-            "system": setup.template.system,
-        }
-    )
-    saved.pop("model_dir", None)  # the merged folder is the model now
+    saved.update({**extra, "template": setup.template_name, "system": setup.template.system})
+    saved.pop("model_dir", None)  # the exported folder is the model now
     write_run_args(tmp / "args.json", saved)
 
 
