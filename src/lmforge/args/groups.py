@@ -204,7 +204,9 @@ class TunerArgs:
         0.0, "full training: freeze this fraction of parameters, from the bottom", **PROB
     )
     trainable_parameters: list[str] = flag([], "full training: name prefixes kept trainable despite freezing")
-    quant_method: str | None = flag(None, "load quantised for QLoRA: bnb or quanto", choices=("bnb", "hqq", "quanto"))
+    quant_method: str | None = flag(
+        None, "load quantised for QLoRA: bnb, quanto (CPU too) or eetq (CUDA)", choices=("bnb", "hqq", "quanto", "eetq")
+    )
     quant_bits: int | None = flag(None, "4 or 8", choices=(2, 4, 8))
     bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
     bnb_4bit_use_double_quant: bool = flag(True, "quantise the quantisation constants too")

@@ -15,7 +15,7 @@ from lmforge.args.parser import Args
 from lmforge.errors import UserError
 
 TRAINING = ("sft", "pt", "rlhf")
-QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8)}
+QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8), "eetq": (8,)}
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,11 @@ def _quant_bits_fit_method(a: Args) -> None:
         raise UserError(
             "--quant_method hqq: transformers cannot load HQQ models in this version",
             hint="use --quant_method quanto --quant_bits 4|8 or --quant_method bnb",
+        )
+    if t.quant_method == "eetq" and not Path("/proc/driver/nvidia").exists():
+        raise UserError(
+            "--quant_method eetq: EETQ's int8 kernels are CUDA-only; no GPU here",
+            hint="use --quant_method bnb --quant_bits 8 or --quant_method quanto --quant_bits 8 on CPU",
         )
     bits = QUANT_BITS[t.quant_method]
     if t.quant_bits not in bits:

@@ -22,7 +22,7 @@ class CheckRows:
     prompts: list[tuple[list[int], str]]
     source: str  # where the rows came from, said in the report
     stop_ids: list[int] = field(default_factory=list)
-    max_new_tokens: int = 24
+    max_new_tokens: int = 16
 
 
 @dataclass
@@ -75,7 +75,7 @@ def _greedy(model: Any, tokenizer: Any, ids: list[int], rows: CheckRows, device:
         eos_token_id=rows.stop_ids or None,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
 
 
 def compare(before: Side, after: Side, rows: CheckRows) -> dict[str, Any]:
