@@ -55,3 +55,20 @@ def _quanto(tuner: Any) -> Any:
     from transformers import QuantoConfig
 
     return QuantoConfig(weights=f"int{tuner.quant_bits}")
+
+
+PREQUANTIZED = ("gptq", "awq", "compressed-tensors", "fp8", "eetq")  # checkpoints whose linears peft cannot name
+
+
+def quantized_linear_names(model: Any) -> list[str] | None:
+    """Module names for `all-linear` on a pre-quantized GPTQ/AWQ/... checkpoint, else None. peft's `all-linear`
+    matches nn.Linear and bitsandbytes layers only, so on a GPTQ export it finds nothing ("No `target_modules`
+    passed"); their QuantLinear classes (gptqmodel's TorchAtenLinear, ...) are found by class name, as ms-swift's
+    find_all_linears does. The output layer stays out, as with `all-linear`."""
+    qc = getattr(model.config, "quantization_config", None)
+    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
+    if str(getattr(method, "value", method)) not in PREQUANTIZED:
+        return None
+    head = model.get_output_embeddings()
+    names = {n.split(".")[-1] for n, m in model.named_modules() if "Linear" in type(m).__name__ and m is not head}
+    return sorted(names) or None
