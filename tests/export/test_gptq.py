@@ -35,18 +35,8 @@ def test_gptq_export_reloads_answers_and_trains_lora(tiny_llama, tmp_path):
     assert abs(rep["perplexity"]["ratio"] - 1) < 0.05 and rep["top1_agreement"] >= 0.9, rep  # the stated bound
 
     data = write_sft_data(tmp_path / "train.jsonl", n=8)
-    r = run_cli(
-        "sft",
-        "--model",
-        str(out),
-        "--dataset",
-        str(data),
-        *SHORT_RUN,
-        "--learning_rate",
-        "1e-2",
-        "--output_dir",
-        str(tmp_path / "run"),
-    )
+    train = ["--model", str(out), "--dataset", str(data), "--learning_rate", "1e-2"]
+    r = run_cli("sft", *train, *SHORT_RUN, "--output_dir", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr[-2000:]
     run = only_run(tmp_path / "run")
     assert len(train_losses(run)) == 2
