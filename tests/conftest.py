@@ -72,18 +72,22 @@ def tiny_qwen3(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
     """A 2-layer random llama with SmolLM2's tokenizer (ChatML template)."""
+    return build_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir)
+
+
+def build_llama(d: Path, tokenizer_dir: Path, hidden: int = 64, intermediate: int = 128) -> Path:
+    """A 2-layer random llama of the given widths, with the tokenizer of `tokenizer_dir`, saved into `d`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    d = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
     cfg = LlamaConfig(
         vocab_size=49152,
-        hidden_size=64,
+        hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        intermediate_size=128,
+        intermediate_size=intermediate,
         tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=2,
@@ -91,7 +95,7 @@ def tiny_llama(tmp_path_factory, smollm2_dir) -> Path:
         max_position_embeddings=2048,
     )
     LlamaForCausalLM(cfg).save_pretrained(d)
-    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(d)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(d)
     return d
 
 

@@ -84,9 +84,10 @@ COMMANDS: dict[str, Command] = {
         "lmforge.infer.run:run_infer",
     ),
     "export": Command(
-        "Merge LoRA adapters into the base model (--merge_lora true), optionally push to the hub.",
-        {"model": ModelArgs, "template": TemplateArgs, "tuner": AdapterArgs, "export": ExportArgs},
-        "lmforge.export.merge:run_export",
+        "Merge LoRA adapters into the base model (--merge_lora true), quantize (--quant_method bnb|gptq|awq|fp8) "
+        "or write a GGUF (--to_gguf true) with a quality report; optionally push to the hub.",
+        {"model": ModelArgs, "template": TemplateArgs, "data": DataArgs, "tuner": AdapterArgs, "export": ExportArgs},
+        "lmforge.export.run:run_export",
     ),
     "deploy": Command(
         "Serve an OpenAI-compatible API (chat, completions, models) with dynamic batching; multi-LoRA by name.",

@@ -23,6 +23,7 @@ REGISTRY_KINDS = {
     "optimizer": ("lmforge.train.extensions", "OPTIMIZERS"),
     "trainer": ("lmforge.train.extensions", "TRAINERS"),
     "tuner": ("lmforge.tuners.table", "get_tuner"),  # a function: the table loads its built-in entries first
+    "exporter": ("lmforge.export.methods", "EXPORTERS"),
 }
 
 

@@ -44,6 +44,7 @@ CASES = {
 MORE = [
     (["sft", *SC, "--quant_method", "bnb", "--quant_bits", "2"], "--quant_method bnb needs --quant_bits 4 or 8"),
     (["sft", *SC, "--quant_method", "hqq"], "cannot load HQQ"),
+    (["sft", *SC, "--quant_method", "eetq", "--quant_bits", "8"], "EETQ's int8 kernels are CUDA-only"),
     (["rlhf", *SC, "--rlhf_type", "grpo"], "GRPO needs --reward_funcs"),
     (["rlhf", *SC, "--rlhf_type", "ppo"], "needs --reward_model"),
     (["rlhf", *SC, "--rlhf_type", "ppo", "--reward_funcs", "format", "--tuner_type", "full"], "LoRA policies"),

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.infer.helpers import calculator_engine, train_calculator_lora
+from tests.infer.helpers import calculator_engine
 
 PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
-
-
-@pytest.fixture(scope="module")
-def lora_ckpt(tmp_path_factory, tiny_llama) -> Path:
-    return train_calculator_lora(tmp_path_factory.mktemp("lora"), tiny_llama)
 
 
 def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):

@@ -215,7 +215,9 @@ class TunerArgs:
     freeze_vit: bool = flag(True, "vision-language models: keep the vision tower frozen (no LoRA on it)")
     freeze_aligner: bool = flag(True, "vision-language models: keep the aligner (vision-to-text projector) frozen")
     freeze_llm: bool = flag(False, "vision-language models: keep the language model frozen")
-    quant_method: str | None = flag(None, "load quantised for QLoRA: bnb or quanto", choices=("bnb", "hqq", "quanto"))
+    quant_method: str | None = flag(
+        None, "load quantised for QLoRA: bnb, quanto (CPU too) or eetq (CUDA)", choices=("bnb", "hqq", "quanto", "eetq")
+    )
     quant_bits: int | None = flag(None, "4 or 8", choices=(2, 4, 8))
     bnb_4bit_quant_type: str = flag("nf4", "nf4 or fp4", choices=("nf4", "fp4"))
     bnb_4bit_use_double_quant: bool = flag(True, "quantise the quantisation constants too")
@@ -332,6 +334,13 @@ class ExportArgs:
     hub_model_id: str | None = flag(None, "hub repository for --push_to_hub")
     hub_private_repo: bool = flag(False, "create the hub repository as private")
     commit_message: str = flag("update files", "hub commit message")
+    quant_method: str | None = flag(None, "quantized export: bnb, gptq, awq, fp8 (or a plug-in's)", kind="exporter")
+    quant_bits: int | None = flag(None, "quantized export: bits per weight (4 or 8; the method says which)")
+    quant_n_samples: int = flag(256, "quantized export: calibration rows taken from --dataset", **POSITIVE)
+    group_size: int = flag(128, "gptq/awq: weights sharing one scale; must divide every layer's input width", ge=1)
+    quant_check: bool = flag(True, "after a quantized or GGUF export, measure and save the quality report")
+    to_gguf: bool = flag(False, "write one .gguf file (llama.cpp / Ollama) with llama.cpp's own converter")
+    gguf_type: str = flag("f16", "--to_gguf: f16, bf16, q8_0 or q4_k_m", choices=("f16", "bf16", "q8_0", "q4_k_m"))
 
 
 @dataclass

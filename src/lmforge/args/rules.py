@@ -14,7 +14,7 @@ from lmforge.args.parser import Args
 from lmforge.errors import UserError
 
 TRAINING = ("sft", "pt", "rlhf")
-QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8)}
+QUANT_BITS = {"bnb": (4, 8), "quanto": (2, 4, 8), "eetq": (8,)}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ def _quant_bits_fit_method(a: Args) -> None:
         raise UserError(
             "--quant_method hqq: transformers cannot load HQQ models in this version",
             hint="use --quant_method quanto --quant_bits 4|8 or --quant_method bnb",
+        )
+    if t.quant_method == "eetq" and not Path("/proc/driver/nvidia").exists():
+        raise UserError(
+            "--quant_method eetq: EETQ's int8 kernels are CUDA-only; no GPU here",
+            hint="use --quant_method bnb --quant_bits 8 or --quant_method quanto --quant_bits 8 on CPU",
         )
     bits = QUANT_BITS[t.quant_method]
     if t.quant_bits not in bits:
@@ -144,16 +149,32 @@ def _soft_overlong_lengths(a: Args) -> None:
 
 
 def _export_job(a: Args) -> None:
+    """Which export (merge, quantize, GGUF) and whether its flags fit together; the method's own checks (bits,
+    GPU, packages) are export.methods.check_method, run right after (the table may hold a plug-in's method)."""
+    from lmforge.export.methods import default_output_dir
+
     e, adapters = a.export, a.tuner.adapters
-    if not adapters:
-        raise UserError(
-            "export needs --adapters CKPT", hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true"
-        )
-    if not e.merge_lora:
-        raise UserError("nothing to export: pass --merge_lora true")
+    if e.quant_bits is not None and e.quant_method is None:
+        raise UserError("--quant_bits without --quant_method", hint="add --quant_method bnb (or gptq, awq, fp8)")
+    if e.quant_method and e.to_gguf:
+        raise UserError("--quant_method and --to_gguf are two exports", hint="run one export for each")
+    if "gguf_type" in a.explicit and not e.to_gguf:
+        raise UserError("--gguf_type needs --to_gguf true")
+    if not (e.quant_method or e.to_gguf):
+        if not adapters:
+            raise UserError(
+                "export needs --adapters CKPT",
+                hint="lmforge export --adapters output/vx/checkpoint-N --merge_lora true (or --quant_method/--to_gguf)",
+            )
+        if not e.merge_lora:
+            raise UserError("nothing to export: pass --merge_lora true (or --quant_method M, or --to_gguf true)")
     if e.push_to_hub and not e.hub_model_id:
         raise UserError("--push_to_hub needs --hub_model_id")
-    out = Path(e.output_dir) if e.output_dir else Path(adapters[0].rstrip("/") + "-merged")
+    out = (
+        Path(e.output_dir)
+        if e.output_dir
+        else default_output_dir(list(adapters), a.model.model, e.quant_method, e.quant_bits, e.to_gguf)
+    )
     if out.exists() and not e.exist_ok:
         raise UserError(f"{out} already exists", hint="pass --exist_ok true to overwrite, or another --output_dir")
 
@@ -217,7 +238,7 @@ RULES: tuple[Rule, ...] = (
     Rule("soft_overlong_lengths", ("rlhf",), ("rlhf",), _soft_overlong_lengths),
     Rule("task_type_sft_only", ("task",), ("pt", "rlhf"), _task_type_sft_only),
     Rule("task_flags_match", ("task",), (*TRAINING, "check"), _task_flags_match),
-    Rule("export_job", ("export", "tuner"), ("export",), _export_job),
+    Rule("export_job", ("export", "tuner", "model"), ("export",), _export_job),
     Rule("eval_job", ("eval", "tuner"), ("eval",), _eval_job),
 )
 

@@ -30,6 +30,7 @@ FS_KINDS = frozenset({"file", "path", "adapter", "dir_out", "file_out", "json_fi
 # names checked against the registries once plug-ins are loaded (lmforge/names.py), not here
 NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", "loss_scale", "metric"})
 NAME_KINDS |= {"callback", "optimizer", "trainer", "tuner", "eval_dataset"}
+NAME_KINDS |= {"exporter"}
 
 
 def shown(value: Any) -> str:

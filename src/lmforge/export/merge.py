@@ -24,7 +24,7 @@ ST_FILES = (
 )
 
 
-def _config_dtype(model_dir: Path) -> Any:
+def config_dtype(model_dir: Path) -> Any:
     import torch
 
     cfg = json.loads((model_dir / "config.json").read_text())
@@ -53,7 +53,7 @@ def merge_adapters(resolved: ResolvedModel, out: Path, max_shard_size: str = "5G
 
     raw = resolved.saved.raw if resolved.saved is not None else {}
     task = raw.get("task_type") or "causal_lm"  # a classifier or embedding run merges into its own head/trunk
-    model = load_model(setup.model_dir, dtype=_config_dtype(setup.model_dir), task=task, **saved_head(raw))
+    model = load_model(setup.model_dir, dtype=config_dtype(setup.model_dir), task=task, **saved_head(raw))
     for path in adapters.plain:
         model = PeftModel.from_pretrained(model, path)
         model = model.merge_and_unload()  # LoRA folded into the weights: a plain transformers model again
@@ -83,24 +83,26 @@ def _write(model: Any, setup: Any, resolved: Any, adapters: Any, tmp: Path, max_
                 shutil.copytree(src, tmp / name)
             elif src.is_file():
                 shutil.copy2(src, tmp / name)
+    gen = getattr(model, "generation_config", None)  # a classifier or embedding trunk generates nothing
+    saved = {"merged_from": list(adapters.plain), "base_model_dir": str(setup.model_dir)}
+    write_companions(tmp, setup, resolved, gen, saved)
+
+
+def write_companions(tmp: Path, setup: Any, resolved: Any, gen: Any, extra: dict[str, Any]) -> None:
+    """What makes a folder of weights an lmforge model: the tokenizer with the run's template, the image processor
+    of a vision-language model, a generation config that stops where the template does (none for a task head), and
+    args.json (template, system prompt, where it came from)."""
+    tok = setup.tokenizer
     tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
     tok.save_pretrained(tmp)
     save_media_files(setup.template, tmp)  # a vision-language model: its image processor, resizing as trained
-    gen = getattr(model, "generation_config", None)  # a classifier or embedding trunk generates nothing
     if gen is not None:
         gen.eos_token_id = setup.template.stop_ids()
         gen.pad_token_id = tok.pad_token_id
         gen.save_pretrained(tmp)
     saved = dict(resolved.saved.raw) if resolved.saved is not None else {}
-    saved.update(
-        {
-            "merged_from": list(adapters.plain),
-            "base_model_dir": str(setup.model_dir),
-            "template": setup.template_name,
-            "system": setup.template.system,
-        }
-    )
-    saved.pop("model_dir", None)  # the merged folder is the model now
+    saved.update({**extra, "template": setup.template_name, "system": setup.template.system})
+    saved.pop("model_dir", None)  # the exported folder is the model now
     write_run_args(tmp / "args.json", saved)
 
 

@@ -3,6 +3,7 @@ optimum-quanto int8/int4/int2 weights; HQQ cannot be loaded by this transformers
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from lmforge.errors import UserError
@@ -21,10 +22,14 @@ def quantization_config(tuner: Any, dtype: Any) -> Any | None:
         )
     if tuner.quant_method == "quanto":
         return _quanto(tuner)
+    if tuner.quant_method == "eetq":  # CUDA only: args/rules.py refuses it on a machine without a GPU
+        if importlib.util.find_spec("eetq") is None:
+            raise UserError("--quant_method eetq needs the eetq package", hint="pip install eetq (CUDA)")
+        from transformers import EetqConfig
+
+        return EetqConfig("int8")
     if tuner.quant_bits not in (4, 8):
         raise UserError("--quant_method bnb needs --quant_bits 4 or 8")
-    import importlib.util
-
     if importlib.util.find_spec("bitsandbytes") is None:
         raise UserError("--quant_method bnb needs bitsandbytes: pip install 'lmforge[quant]'")
     import torch
@@ -43,8 +48,6 @@ def quantization_config(tuner: Any, dtype: Any) -> Any | None:
 
 def _quanto(tuner: Any) -> Any:
     """optimum-quanto weight-only int8/int4/int2 (QLinear layers; LoRA trains on top, on CPU too)."""
-    import importlib.util
-
     if tuner.quant_bits not in (2, 4, 8):
         raise UserError("--quant_method quanto needs --quant_bits 2, 4 or 8")
     if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
@@ -52,3 +55,20 @@ def _quanto(tuner: Any) -> Any:
     from transformers import QuantoConfig
 
     return QuantoConfig(weights=f"int{tuner.quant_bits}")
+
+
+PREQUANTIZED = ("gptq", "awq", "compressed-tensors", "fp8", "eetq")  # checkpoints whose linears peft cannot name
+
+
+def quantized_linear_names(model: Any) -> list[str] | None:
+    """Module names for `all-linear` on a pre-quantized GPTQ/AWQ/... checkpoint, else None. peft's `all-linear`
+    matches nn.Linear and bitsandbytes layers only, so on a GPTQ export it finds nothing ("No `target_modules`
+    passed"); their QuantLinear classes (gptqmodel's TorchAtenLinear, ...) are found by class name, as ms-swift's
+    find_all_linears does. The output layer stays out, as with `all-linear`."""
+    qc = getattr(model.config, "quantization_config", None)
+    method = qc.get("quant_method") if isinstance(qc, dict) else getattr(qc, "quant_method", None)
+    if str(getattr(method, "value", method)) not in PREQUANTIZED:
+        return None
+    head = model.get_output_embeddings()
+    names = {n.split(".")[-1] for n, m in model.named_modules() if "Linear" in type(m).__name__ and m is not head}
+    return sorted(names) or None

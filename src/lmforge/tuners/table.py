@@ -87,7 +87,12 @@ def _wrap_peft(model: Any, tuner: Tuner, flags: TunerArgs, task: Task, gradient_
     try:
         if flags.adapters:  # continue training an existing adapter
             return PeftModel.from_pretrained(model, flags.adapters[0], is_trainable=True)
-        return get_peft_model(model, tuner.peft_config(flags, task))
+        config = tuner.peft_config(flags, task)
+        if getattr(config, "target_modules", None) == "all-linear":
+            from lmforge.tuners.quant import quantized_linear_names
+
+            config.target_modules = quantized_linear_names(model) or "all-linear"
+        return get_peft_model(model, config)
     except ValueError as e:
         raise UserError(
             f"{'LoRA' if tuner.name == 'lora' else tuner.name} setup failed: {str(e).splitlines()[0][:200]}",
