@@ -40,6 +40,7 @@ class RunArgs:
     system: str | None = None  # the resolved system prompt (text, not a .txt path)
     max_length: int | None = None
     enable_thinking: bool | None = None
+    agent_template: str | None = None
     tuner_type: str | None = None
     rlhf_type: str | None = None
     run_dir: str | None = None
@@ -163,6 +164,7 @@ _RESTORED = {
     "system": ("template", "system"),
     "max_length": ("template", "max_length"),
     "enable_thinking": ("template", "enable_thinking"),
+    "agent_template": ("template", "agent_template"),
 }
 
 

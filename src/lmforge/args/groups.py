@@ -117,6 +117,11 @@ class TemplateArgs:
         choices=("delete", "left", "right"),
     )
     enable_thinking: bool | None = flag(None, "Qwen3 hybrid thinking at inference (default: the template's own)")
+    agent_template: str | None = flag(
+        None,
+        "tool-call markup: hermes (Qwen), llama3, or a plug-in's; default: the chat template's own (else hermes)",
+        kind="agent_template",
+    )
     loss_scale: str = flag(
         "default",
         "which tokens carry loss: default (all assistant turns), last_round, all, or a plug-in's",

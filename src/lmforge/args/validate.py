@@ -29,7 +29,7 @@ __all__ = ["check_flags", "check_rules", "unique_specs"]
 FS_KINDS = frozenset({"file", "path", "adapter", "dir_out", "file_out", "json_file"})
 # names checked against the registries once plug-ins are loaded (lmforge/names.py), not here
 NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", "loss_scale", "metric"})
-NAME_KINDS |= {"callback", "optimizer", "trainer", "tuner"}
+NAME_KINDS |= {"callback", "optimizer", "trainer", "tuner", "agent_template"}
 
 
 def shown(value: Any) -> str:

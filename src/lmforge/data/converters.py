@@ -275,6 +275,12 @@ def _conversation(row: dict) -> dict:
                 row = {**row, key: json.loads(row[key])}
             except json.JSONDecodeError:
                 raise RowError(key, "not valid JSON", "tools is a JSON list of OpenAI tool definitions")
+    if row.get("tools") is not None or any(m.get("tool_calls") or m["role"] == "tool" for m in msgs):
+        from lmforge.agent.schema import messages_problem
+
+        found = messages_problem(msgs, row.get("tools"), key)
+        if found:
+            raise RowError(*found)
     return _extras(row, {"messages": msgs}, set(CONVERSATION_KEYS))
 
 

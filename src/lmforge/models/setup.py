@@ -42,6 +42,7 @@ def setup_tokenizer(model_args: Any, template_args: Any, tokenizer_dir: Path | N
         truncation_strategy=template_args.truncation_strategy,
         loss_scale=template_args.loss_scale,
         enable_thinking=template_args.enable_thinking,
+        agent_template=template_args.agent_template,
     )
     return TokenizerSetup(model_dir, config, tokenizer, template, name)
 

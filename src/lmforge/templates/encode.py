@@ -54,6 +54,7 @@ class ChatTemplate:
         truncation_strategy: str = "delete",
         loss_scale: str = "default",
         enable_thinking: bool | None = None,
+        agent_template: str | None = None,
     ):
         self.tokenizer = tokenizer
         self.spec = spec
@@ -65,6 +66,11 @@ class ChatTemplate:
         self.loss_scale = loss_scale
         self.enable_thinking = enable_thinking
         self._empty_think = re.compile(spec.empty_think) if spec.empty_think else None
+        from lmforge.agent.parsers import parser_for, renders_tools
+
+        self.tool_parser = parser_for(self.jinja, agent_template)
+        # a template that knows nothing of tools gets them rendered as plain text (ms-swift's agent templates)
+        self.native_tools = renders_tools(self.jinja) and agent_template is None
 
     def stop_ids(self) -> list[int]:
         """Token ids that end an answer: the template's end-of-turn marker and eos."""
@@ -88,6 +94,8 @@ class ChatTemplate:
         add_generation_prompt: bool = False,
         **template_kwargs: Any,
     ) -> str:
+        if not self.native_tools and (tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages)):
+            messages, tools = self.tool_parser.render_messages(messages, tools), None
         kwargs = dict(template_kwargs)
         if self.enable_thinking is not None and "enable_thinking" not in kwargs:
             kwargs["enable_thinking"] = self.enable_thinking
