@@ -23,7 +23,9 @@ class ScriptedEngine(Engine):
         ids = self.frontend.tokenizer(self.reply(text), add_special_tokens=False)["input_ids"]
         return [*ids, self.frontend.stop_ids[0]]
 
-    def stream(self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None) -> Iterator[StreamEvent]:
+    def stream(
+        self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> Iterator[StreamEvent]:
         ids = self._answer(prompt_ids)[: cfg.max_new_tokens]
         decoder = self.frontend.decoder(cfg.stop)
         for k, tok in enumerate(ids):
@@ -32,7 +34,9 @@ class ScriptedEngine(Engine):
             reason = ("stop" if tok in self.frontend.stop_ids else "length") if last else None
             yield StreamEvent(tok, text + (decoder.flush() if last else ""), finish_reason=reason)
 
-    def generate(self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None) -> list[Completion]:
+    def generate(
+        self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
+    ) -> list[Completion]:
         out = []
         for p in prompts:
             events = list(self.stream(p, cfg))
@@ -52,5 +56,7 @@ class ScriptedEngine(Engine):
         for event in self.stream(prompt_ids, cfg):
             yield event
 
-    def score(self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None) -> list[Score]:
+    def score(
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+    ) -> list[Score]:
         raise NotImplementedError("a scripted engine has no model to score with")

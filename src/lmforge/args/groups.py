@@ -124,7 +124,7 @@ class TemplateArgs:
     )
     loss_scale: str = flag(
         "default",
-        "which tokens carry loss: default (all assistant turns), last_round, all, or a plug-in's",
+        "which tokens carry loss: default (all assistant turns), last_round, ignore_empty_think, all, or a plug-in's",
         kind="loss_scale",
     )
 
@@ -307,7 +307,9 @@ class InferArgs:
     result_path: str | None = flag(
         None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)", kind="file_out"
     )
-    metric: str | None = flag(None, "score batch answers against the labels: acc, rouge or a plug-in's", kind="metric")
+    metric: str | None = flag(
+        None, "score batch answers against the labels: acc, rouge, toolcall or a plug-in's", kind="metric"
+    )
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     load_data_args: bool = flag(False, "run on the training run's validation data (from args.json)")
     merge_lora: bool = flag(False, "merge the adapters into <ckpt>-merged first, then generate from it")

@@ -1,6 +1,9 @@
-"""Scores for batch inference: exact-match accuracy and ROUGE-L (F1 over the longest common subsequence)."""
+"""Scores for batch inference: exact-match accuracy, ROUGE-L (F1 over the longest common subsequence) and tool
+calls (parse rate, function-name accuracy, argument equality)."""
 
 from __future__ import annotations
+
+import json
 
 from lmforge.registry import Registry
 
@@ -39,6 +42,25 @@ def accuracy(pairs: list[tuple[str, str]]) -> float:
     return sum(p.strip() == r.strip() for p, r in pairs) / len(pairs) if pairs else 0.0
 
 
-METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float
+def toolcall(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Labels are the reference calls as JSON (OpenAI `tool_calls`); answers are parsed with every registered
+    tool-call markup (the first that reads calls wins). Names and arguments are compared as ordered lists."""
+    from lmforge.agent.parsers import TOOL_PARSERS, call_arguments
+
+    parsed = names = args = 0
+    for answer, label in pairs:
+        ref = json.loads(label) if label and label.lstrip().startswith("[") else []
+        calls = next((c for c in (p.parse(answer)[1] for p in TOOL_PARSERS.values()) if c), [])
+        parsed += bool(calls)
+        want = [((c.get("function") or c)["name"], call_arguments(c)) for c in ref]
+        got = [(c.name, json.loads(c.arguments)) for c in calls]
+        names += bool(want) and [n for n, _ in got] == [n for n, _ in want]
+        args += bool(want) and got == want
+    n = max(len(pairs), 1)
+    return {"parse_rate": parsed / n, "name_acc": names / n, "args_equal": args / n}
+
+
+METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float or {name: float}
 METRICS.register("acc", accuracy)
 METRICS.register("rouge", rouge_l)
+METRICS.register("toolcall", toolcall)

@@ -131,8 +131,8 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         msgs = row["messages"]
         has_answer = msgs[-1]["role"] == "assistant"
         convs.append(msgs[:-1] if has_answer else msgs)
-        labels.append(msgs[-1]["content"] if has_answer else None)
-    prompts = [engine.frontend.prompt_ids(c) for c in convs]
+        labels.append(_label(msgs[-1]) if has_answer else None)
+    prompts = [engine.frontend.prompt_ids(c, row.get("tools")) for c, row in zip(convs, rows)]
     t0 = time.perf_counter()
     results = engine.generate(prompts, cfg)
     seconds = time.perf_counter() - t0
@@ -161,8 +161,15 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
     if args.infer.metric:
         pairs = [(r.text, lab) for r, lab in zip(results, labels) if lab is not None]
         score = METRICS[args.infer.metric](pairs)
-        print(f"[lmforge] {args.infer.metric}: {score:.4f} over {len(pairs)} rows")
+        scores = score if isinstance(score, dict) else {args.infer.metric: score}
+        shown = ", ".join(f"{k}: {v:.4f}" for k, v in scores.items())
+        print(f"[lmforge] {shown} over {len(pairs)} rows")
     return 0
+
+
+def _label(answer: dict) -> str:
+    """The reference answer: its text, or its tool calls as JSON (what `--metric toolcall` compares)."""
+    return json.dumps(answer["tool_calls"], ensure_ascii=False) if answer.get("tool_calls") else answer["content"]
 
 
 def _result_path(args: Args, resolved: ResolvedModel) -> Path:

@@ -21,6 +21,7 @@ from lmforge.errors import UserError
 from lmforge.templates import TemplateSpec
 
 IGNORE = -100
+EMPTY_THINK = r"<think>\s*</think>\s*"  # --loss_scale ignore_empty_think on templates that do not declare theirs
 
 
 class EncodeError(ValueError):
@@ -65,7 +66,8 @@ class ChatTemplate:
         self.truncation_strategy = truncation_strategy
         self.loss_scale = loss_scale
         self.enable_thinking = enable_thinking
-        self._empty_think = re.compile(spec.empty_think) if spec.empty_think else None
+        empty_think = spec.empty_think or (EMPTY_THINK if loss_scale == "ignore_empty_think" else None)
+        self._empty_think = re.compile(empty_think) if empty_think else None
         from lmforge.agent.parsers import parser_for, renders_tools
 
         self.tool_parser = parser_for(self.jinja, agent_template)
