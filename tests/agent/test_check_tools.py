@@ -62,7 +62,7 @@ def test_check_reports_each_bad_tool_row(tmp_path, tiny_qwen3):
     expected = [
         ("tools.jsonl:2", "messages[1].tool_calls[0].function.name", "undeclared tool 'get_time'"),
         ("tools.jsonl:3", "messages[1].tool_calls[0].function.arguments", "not JSON"),
-        ("tools.jsonl:4", "messages[1].tool_calls[0].function.arguments", "missing required"),
+        ("tools.jsonl:4", "messages[1].tool_calls[0].function.arguments", "city: expected string"),
         ("tools.jsonl:5", "messages[1]", "a tool reply with no tool call before it"),
         ("tools.jsonl:6", "tools.0.function.parameters.type", "unknown JSON schema type 'text'"),
     ]

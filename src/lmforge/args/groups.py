@@ -300,8 +300,8 @@ class GenerationArgs:
 class InferArgs:
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), vllm, sglang, lmdeploy",
-        choices=("pt", "transformers", "vllm", "sglang", "lmdeploy"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
     max_batch_size: int = flag(1, "rows per forward pass in batch mode (-1: all at once)", ge=1, off=-1)
     result_path: str | None = flag(
@@ -339,6 +339,11 @@ class DeployArgs:
     max_batch_size: int = flag(16, "requests batched into one forward pass", **POSITIVE)
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     log_level: str = flag("info", "uvicorn log level", choices=("critical", "error", "warning", "info", "debug"))
+    infer_backend: str = flag(
+        "pt",
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
+        choices=("pt", "transformers", "llamacpp"),
+    )
 
 
 @dataclass
@@ -348,7 +353,11 @@ class AppArgs:
     share: bool = flag(False, "ask Gradio for a public share link (needs internet)")
     studio_title: str | None = flag(None, "page title")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
-    infer_backend: str = flag("pt", "pt/transformers (PyTorch)", choices=("pt", "transformers"))
+    infer_backend: str = flag(
+        "pt",
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
+        choices=("pt", "transformers", "llamacpp"),
+    )
 
 
 @dataclass

@@ -24,10 +24,10 @@ HELP = "commands: multi-line, single-line, reset-system, clear, quit/exit"
 
 def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
     """Merge first if asked (`--merge_lora`), then load the model on the chosen backend."""
-    from lmforge.infer.engines import engine_from
+    from lmforge.infer.engines import PLACEHOLDERS, engine_from
 
     backend = args.infer.infer_backend
-    if backend not in ("pt", "transformers"):
+    if backend in PLACEHOLDERS:
         from lmforge.infer.engines import load_engine
 
         load_engine(resolved.model, backend=backend)  # says what is missing, in one line
