@@ -14,7 +14,7 @@ import pytest
 
 from tests.agent.helpers import CITIES, HELD_OUT, tool_row, write_tool_data
 from tests.conftest import run_cli
-from tests.serve.conftest import free_port, wait_ready
+from tests.serve.conftest import free_port, stop_server, wait_ready
 from tests.train.helpers import only_run
 
 
@@ -101,8 +101,4 @@ def test_tool_finetune_learns_and_serves_the_sdk_loop(tmp_path):
         answer = final.choices[0].message
         assert final.choices[0].finish_reason == "stop" and not answer.tool_calls and "Madrid" in answer.content
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from lmforge.infer.engine import Capabilities, Completion, Engine, SamplingConfig, Score, StreamEvent
+from lmforge.infer.engine import Capabilities, Completion, Engine, SamplingConfig, Score, StreamEvent, completion_of
 from lmforge.infer.frontend import Frontend
 
 
@@ -37,13 +37,7 @@ class ScriptedEngine(Engine):
     def generate(
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
     ) -> list[Completion]:
-        out = []
-        for p in prompts:
-            events = list(self.stream(p, cfg))
-            ids = [e.token_id for e in events if e.token_id is not None]
-            text = "".join(e.text for e in events)
-            out.append(Completion(ids, text, events[-1].finish_reason or "stop", len(p), len(ids)))
-        return out
+        return [completion_of(list(self.stream(p, cfg)), len(p)) for p in prompts]
 
     async def agenerate(
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None

@@ -14,11 +14,14 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
-from lmforge.infer.engine import Capabilities, Completion, Engine, EngineError, SamplingConfig, Score, StreamEvent
+from lmforge.infer.engine import Capabilities, Engine, EngineError, StreamEvent, completion_of
 from lmforge.infer.frontend import Frontend
+
+if TYPE_CHECKING:
+    from lmforge.infer.engine import Completion, SamplingConfig, Score
 
 
 def sampler_kwargs(cfg: SamplingConfig) -> dict[str, Any]:
@@ -105,13 +108,7 @@ class LlamaCppEngine(Engine):
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
     ) -> list[Completion]:
         self._no_adapter(adapter)
-        out = []
-        for p in prompts:
-            events = list(self._tokens(p, cfg, threading.Event()))
-            ids = [e.token_id for e in events if e.token_id is not None]
-            text = "".join(e.text for e in events)
-            out.append(Completion(ids, text, events[-1].finish_reason or "stop", len(p), len(ids)))
-        return out
+        return [completion_of(list(self._tokens(p, cfg, threading.Event())), len(p)) for p in prompts]
 
     async def agenerate(
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
