@@ -55,7 +55,7 @@ def test_check_reports_each_bad_tool_row(tmp_path, tiny_qwen3):
     ]
     data = tmp_path / "tools.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    r = run_cli("check", "--model", str(tiny_qwen3), "--dataset", str(data), "--strict", "false")
+    r = run_cli("check", "--model", str(tiny_qwen3), "--dataset", str(data), "--strict", "false", "--show_samples", "2")
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in out, out[-3000:]
     dropped = [line.strip() for line in out.splitlines() if line.strip().startswith("dropped:")]
@@ -69,5 +69,6 @@ def test_check_reports_each_bad_tool_row(tmp_path, tiny_qwen3):
     assert len(dropped) == len(expected), dropped
     for line, (where, field, problem) in zip(dropped, expected):
         assert where in line and field in line and problem in line, (line, where, field, problem)
-    assert "kept 2" in out
+    assert "kept 2" in out and "reasoning: 0 of 2 rows carry it" in out and "block: untrained" in out
     assert '[[<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in out
+    assert '[[<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>' in out  # ms-swift form

@@ -74,6 +74,11 @@ class ChatTemplate:
         # a template that knows nothing of tools gets them rendered as plain text (ms-swift's agent templates)
         self.native_tools = renders_tools(self.jinja) and agent_template is None
 
+    @property
+    def empty_think_untrained(self) -> bool:
+        """Whether a rendered empty reasoning block is left out of the loss."""
+        return self._empty_think is not None
+
     def stop_ids(self) -> list[int]:
         """Token ids that end an answer: the template's end-of-turn marker and eos."""
         tok = self.tokenizer
