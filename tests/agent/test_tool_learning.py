@@ -34,7 +34,7 @@ def test_tool_finetune_learns_and_serves_the_sdk_loop(tmp_path):
         "--dataset",
         str(train),
         "--max_steps",
-        "10",
+        "16",
         "--learning_rate",
         "3e-3",
         "--per_device_train_batch_size",
@@ -42,12 +42,12 @@ def test_tool_finetune_learns_and_serves_the_sdk_loop(tmp_path):
         "--gradient_accumulation_steps",
         "1",
         "--save_steps",
-        "10",
+        "16",
         "--output_dir",
         str(tmp_path / "out"),
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    ckpt = only_run(tmp_path / "out") / "checkpoint-10"
+    ckpt = only_run(tmp_path / "out") / "checkpoint-16"
     r = run_cli(
         "infer",
         "--adapters",
