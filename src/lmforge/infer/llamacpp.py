@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -67,6 +68,8 @@ class LlamaCppEngine(Engine):
         self.stop_ids = frozenset(frontend.stop_ids)
         self.capabilities = Capabilities(max_length=int(llama.n_ctx()), device="cpu")
         self._lock = threading.Lock()
+        # llama-cpp-python versions differ in which samplers generate() still takes (tfs_z, penalize_nl went away)
+        self._accepted = set(inspect.signature(llama.generate).parameters)
 
     def _tokens(self, prompt: list[int], cfg: SamplingConfig, cancelled: threading.Event) -> Iterator[StreamEvent]:
         if not prompt:
@@ -79,7 +82,7 @@ class LlamaCppEngine(Engine):
                 self.llama.set_seed(cfg.seed)
             made = 0
             try:
-                for tok in self.llama.generate(list(prompt), reset=True, **sampler_kwargs(cfg)):
+                for tok in self.llama.generate(list(prompt), reset=True, **self._sampling(cfg)):
                     made += 1
                     if tok in self.stop_ids:
                         yield StreamEvent(tok, decoder.flush(), finish_reason="stop")
@@ -97,6 +100,9 @@ class LlamaCppEngine(Engine):
                     yield StreamEvent(tok, text)
             except (RuntimeError, ValueError) as e:  # llama.cpp's decode failures
                 raise EngineError(f"llama.cpp: {e}") from e
+
+    def _sampling(self, cfg: SamplingConfig) -> dict[str, Any]:
+        return {k: v for k, v in sampler_kwargs(cfg).items() if k in self._accepted}
 
     def stream(
         self, prompt_ids: list[int], cfg: SamplingConfig, *, adapter: str | None = None
