@@ -82,6 +82,8 @@ def run(args: Any) -> int:
                 f"  tokens per row: min {min(lengths)}, median {int(statistics.median(lengths))}, max {max(lengths)}"
                 f", total {sum(lengths)}"
             )
+        if label == "train":
+            _reasoning_report(ds, setup.template)
         if label == "train" and args.check.estimate and lengths:
             from lmforge.estimate import print_estimate
 
@@ -126,3 +128,23 @@ def dump_encoded(path: Path, ds: Any, enc: Any, parts: list) -> None:
 
 def _trained(labels: list[int]) -> int:
     return sum(1 for t in labels if t != -100)
+
+
+def _reasoning_report(ds: Any, template: Any) -> None:
+    """How many rows carry reasoning, and what the thinking policy does with it."""
+    rows = [json.loads(r) for r in ds["row"] if r]
+    n = sum(
+        any(
+            m.get("reasoning_content") or "<think>" in str(m.get("content"))
+            for m in r["messages"]
+            if m["role"] == "assistant"
+        )
+        for r in rows
+    )
+    if not n and not template.spec.thinking:
+        return
+    empty = "untrained" if template.empty_think_untrained else "trained (--loss_scale ignore_empty_think leaves it out)"
+    print(
+        f"  reasoning: {n} of {len(rows)} rows carry it; trained where the template renders it (its answers after the"
+        f" last user turn); an empty <think></think> block: {empty}"
+    )

@@ -47,8 +47,11 @@ def feature_lines() -> list[str]:
     from lmforge.features import FEATURES
 
     width = max(len(f.label) for f in FEATURES)
-    out = []
+    out, seen = [], set()
     for f in FEATURES:
+        if f.label in seen:  # one feature guarding several commands' flags (infer, deploy, app)
+            continue
+        seen.add(f.label)
         why = f.missing()
         state = "ok" if why is None else f"missing: {why}; {f.install}"
         out.append(f"  {f.label.ljust(width)}  {state}")

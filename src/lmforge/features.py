@@ -90,6 +90,16 @@ FEATURES: list[Feature] = [
         "tasks",
         _flag("task", "task_type", "embedding"),
     ),
+    *(
+        Feature(
+            "--infer_backend llamacpp",
+            "llama-cpp-python",
+            ("llama_cpp",),
+            "llamacpp",
+            _flag(g, "infer_backend", "llamacpp"),
+        )
+        for g in ("infer", "deploy", "app")
+    ),
     Feature("lmforge deploy", "FastAPI and uvicorn", ("fastapi", "uvicorn"), "serve", _command("deploy")),
     Feature("lmforge app", "Gradio", ("gradio",), "app", _command("app")),
     Feature("lmforge web-ui", "Gradio", ("gradio",), "webui", _command("web-ui")),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 REGISTRY_KINDS = {
     "loss_scale": ("lmforge.templates.loss_scale", "LOSS_SCALES"),
     "metric": ("lmforge.infer.metrics", "METRICS"),
+    "agent_template": ("lmforge.agent.parsers", "TOOL_PARSERS"),
     "callback": ("lmforge.train.extensions", "CALLBACKS"),
     "optimizer": ("lmforge.train.extensions", "OPTIMIZERS"),
     "trainer": ("lmforge.train.extensions", "TRAINERS"),

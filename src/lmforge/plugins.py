@@ -122,6 +122,13 @@ def register_eval_dataset(name: str, load: Any = None, *, scorer: str = "qa", **
     return deco(load) if load is not None else deco
 
 
+def register_agent_template(name: str, parser: Any = None) -> Any:
+    """`--agent_template NAME`: a `lmforge.agent.parsers.ToolParser` instance (a family's tool-call markup)."""
+    from lmforge.agent.parsers import TOOL_PARSERS
+
+    return TOOL_PARSERS.register(name, parser)
+
+
 def register_callback(name: str, cls: Any = None) -> Any:
     from lmforge.train.extensions import CALLBACKS
 

@@ -42,6 +42,7 @@ class RunArgs:
     enable_thinking: bool | None = None
     max_pixels: int | None = None  # vision-language models: the image resize bounds training used
     min_pixels: int | None = None
+    agent_template: str | None = None
     tuner_type: str | None = None
     rlhf_type: str | None = None
     run_dir: str | None = None
@@ -167,6 +168,7 @@ _RESTORED = {
     "enable_thinking": ("template", "enable_thinking"),
     "max_pixels": ("template", "max_pixels"),
     "min_pixels": ("template", "min_pixels"),
+    "agent_template": ("template", "agent_template"),
 }
 
 

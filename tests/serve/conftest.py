@@ -35,6 +35,14 @@ def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 240) -> None:
     raise TimeoutError("server did not start")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="session")
 def two_adapters(tmp_path_factory, tiny_qwen3) -> tuple[Path, Path]:
     out = []
@@ -99,8 +107,4 @@ def server(tiny_qwen3, two_adapters):
         wait_ready(proc, port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)

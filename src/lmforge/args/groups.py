@@ -117,9 +117,14 @@ class TemplateArgs:
         choices=("delete", "left", "right"),
     )
     enable_thinking: bool | None = flag(None, "Qwen3 hybrid thinking at inference (default: the template's own)")
+    agent_template: str | None = flag(
+        None,
+        "tool-call markup: hermes (Qwen), llama3, or a plug-in's; default: the chat template's own (else hermes)",
+        kind="agent_template",
+    )
     loss_scale: str = flag(
         "default",
-        "which tokens carry loss: default (all assistant turns), last_round, all, or a plug-in's",
+        "which tokens carry loss: default (all assistant turns), last_round, ignore_empty_think, all, or a plug-in's",
         kind="loss_scale",
     )
     max_pixels: int | None = flag(
@@ -308,14 +313,16 @@ class GenerationArgs:
 class InferArgs:
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), vllm, sglang, lmdeploy",
-        choices=("pt", "transformers", "vllm", "sglang", "lmdeploy"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
     max_batch_size: int = flag(1, "rows per forward pass in batch mode (-1: all at once)", ge=1, off=-1)
     result_path: str | None = flag(
         None, "batch output .jsonl (default: <ckpt>/infer_result/<time>.jsonl)", kind="file_out"
     )
-    metric: str | None = flag(None, "score batch answers against the labels: acc, rouge or a plug-in's", kind="metric")
+    metric: str | None = flag(
+        None, "score batch answers against the labels: acc, rouge, toolcall or a plug-in's", kind="metric"
+    )
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     load_data_args: bool = flag(False, "run on the training run's validation data (from args.json)")
     merge_lora: bool = flag(False, "merge the adapters into <ckpt>-merged first, then generate from it")
@@ -357,6 +364,11 @@ class DeployArgs:
         "vision-language models: image_url file:// paths and local paths are read only under this folder",
         kind="path",
     )
+    infer_backend: str = flag(
+        "pt",
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
+        choices=("pt", "transformers", "llamacpp"),
+    )
 
 
 @dataclass
@@ -366,7 +378,11 @@ class AppArgs:
     share: bool = flag(False, "ask Gradio for a public share link (needs internet)")
     studio_title: str | None = flag(None, "page title")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
-    infer_backend: str = flag("pt", "pt/transformers (PyTorch)", choices=("pt", "transformers"))
+    infer_backend: str = flag(
+        "pt",
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
+        choices=("pt", "transformers", "llamacpp"),
+    )
 
 
 @dataclass

@@ -31,6 +31,7 @@ FS_KINDS = frozenset({"file", "path", "adapter", "dir_out", "file_out", "json_fi
 NAME_KINDS = frozenset({"template", "model_type", "reward", "dataset", "loss_scale", "metric"})
 NAME_KINDS |= {"callback", "optimizer", "trainer", "tuner", "eval_dataset"}
 NAME_KINDS |= {"exporter"}
+NAME_KINDS |= {"agent_template"}
 
 
 def shown(value: Any) -> str:

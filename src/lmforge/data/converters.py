@@ -265,8 +265,8 @@ def normalize_messages(turns: Any, field: str = "messages") -> list[dict]:
 
 
 def _conversation(row: dict) -> dict:
-    key = next(k for k in CONVERSATION_KEYS if k in row)
-    msgs = normalize_messages(row.get(key), key)
+    conv_key = next(k for k in CONVERSATION_KEYS if k in row)
+    msgs = normalize_messages(row.get(conv_key), conv_key)
     system = _text(row, _first(row, SYSTEM_ALIASES) or "system", required=False)
     if system and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": system})
@@ -276,6 +276,12 @@ def _conversation(row: dict) -> dict:
                 row = {**row, key: json.loads(row[key])}
             except json.JSONDecodeError:
                 raise RowError(key, "not valid JSON", "tools is a JSON list of OpenAI tool definitions")
+    if row.get("tools") is not None or any(m.get("tool_calls") or m["role"] == "tool" for m in msgs):
+        from lmforge.agent.schema import messages_problem
+
+        found = messages_problem(msgs, row.get("tools"), conv_key)
+        if found:
+            raise RowError(*found)
     return _extras(row, {"messages": msgs}, set(CONVERSATION_KEYS))
 
 

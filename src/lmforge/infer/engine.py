@@ -102,6 +102,13 @@ class StreamEvent:
     finish_reason: str | None = None
 
 
+def completion_of(events: list[StreamEvent], prompt_tokens: int) -> Completion:
+    """A whole stream as one Completion (for engines whose `generate` runs their `stream`)."""
+    ids = [e.token_id for e in events if e.token_id is not None]
+    reason = events[-1].finish_reason if events else None
+    return Completion(ids, "".join(e.text for e in events), reason or "stop", prompt_tokens, len(ids))
+
+
 @dataclass(frozen=True)
 class Score:
     """Log-likelihood of a continuation given its prompt: one logprob per continuation token, and whether every

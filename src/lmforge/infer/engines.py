@@ -1,6 +1,7 @@
 """The engine table: `--infer_backend NAME` -> a factory building an `Engine` (infer/engine.py) from paths.
 
-The PyTorch engine is in-process; vLLM, SGLang and LMDeploy are to run as sidecar servers from their own
+The PyTorch engine and llama.cpp (`llamacpp`, a GGUF through llama-cpp-python) are in-process; vLLM, SGLang and
+LMDeploy are to run as sidecar servers from their own
 environments (each pins its own torch) behind the same interface, and say in one line what is missing.
 """
 
@@ -40,6 +41,16 @@ def _pt_engine(model: str | Path, adapters: dict[str, str] | None = None, **kw: 
     return load_pt_engine(model, adapters or {}, **kw)
 
 
+@register_engine("llamacpp")
+def _llamacpp_engine(model: str | Path | None, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
+    from lmforge.infer.llamacpp import load_llamacpp_engine
+
+    return load_llamacpp_engine(model, adapters, **kw)
+
+
+PLACEHOLDERS: set[str] = set()  # backends that only say what is missing (a command may ask them first)
+
+
 def _needs(backend: str, package: str) -> EngineFactory:
     def make(*_a: Any, **_k: Any) -> Engine:
         import importlib.util
@@ -64,6 +75,7 @@ def _needs(backend: str, package: str) -> EngineFactory:
 
 for _name in ("vllm", "sglang", "lmdeploy"):
     register_engine(_name)(_needs(_name, _name))
+    PLACEHOLDERS.add(_name)
 
 
 def load_engine(

@@ -23,6 +23,7 @@ class Frontend:
         self.stop_ids: tuple[int, ...] = tuple(template.stop_ids())
         pad = self.tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else self.stop_ids[0]
+        self.tool_parser = template.tool_parser  # the family's tool-call markup (lmforge.agent.parsers)
 
     @property
     def system(self) -> str | None:

@@ -1,9 +1,11 @@
 """Scores for batch inference and `lmforge eval`: exact-match accuracy, ROUGE-L (F1 over the longest common
-subsequence), per-answer BLEU-1..4 / ROUGE-1/2/L; for task models (infer/task_batch.py) macro F1 over classes, mean
-squared error, and retrieval metrics over rankings (pairs of (document ids best first, the positive's id))."""
+subsequence), per-answer BLEU-1..4 / ROUGE-1/2/L, tool calls (parse rate, function-name accuracy, argument
+equality); for task models (infer/task_batch.py) macro F1 over classes, mean squared error, and retrieval metrics
+over rankings (pairs of (document ids best first, the positive's id))."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -45,7 +47,25 @@ def accuracy(pairs: list[tuple[str, str]]) -> float:
     return sum(p.strip() == r.strip() for p, r in pairs) / len(pairs) if pairs else 0.0
 
 
-METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float
+def toolcall(pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Labels are the reference calls as JSON (OpenAI `tool_calls`); answers are parsed with every registered
+    tool-call markup (the first that reads calls wins). Names and arguments are compared as ordered lists."""
+    from lmforge.agent.parsers import TOOL_PARSERS, call_arguments
+
+    parsed = names = args = 0
+    for answer, label in pairs:
+        ref = json.loads(label) if label and label.lstrip().startswith("[") else []
+        calls = next((c for c in (p.parse(answer)[1] for p in TOOL_PARSERS.values()) if c), [])
+        parsed += bool(calls)
+        want = [((c.get("function") or c)["name"], call_arguments(c)) for c in ref]
+        got = [(c.name, json.loads(c.arguments)) for c in calls]
+        names += bool(want) and [n for n, _ in got] == [n for n, _ in want]
+        args += bool(want) and got == want
+    n = max(len(pairs), 1)
+    return {"parse_rate": parsed / n, "name_acc": names / n, "args_equal": args / n}
+
+
+METRICS: Registry = Registry("metric", "--metric")  # name -> fn(pairs of (answer, label)) -> float or {name: float}
 METRICS.register("acc", accuracy)
 METRICS.register("rouge", rouge_l)
 
@@ -152,3 +172,4 @@ METRICS.register("ndcg", ndcg)
 # which task's predictions a metric scores ("any": chat answers and class labels alike)
 TASK_METRICS = {"acc": "seq_cls", "f1": "seq_cls", "mse": "seq_cls", "mrr": "embedding", "ndcg": "embedding"}
 TASK_METRICS.update({f"recall@{k}": "embedding" for k in (1, 3, 5, 10)})
+METRICS.register("toolcall", toolcall)

@@ -28,10 +28,10 @@ HELP = "commands: multi-line, single-line, reset-system, clear, quit/exit"
 
 def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
     """Merge first if asked (`--merge_lora`), then load the model on the chosen backend."""
-    from lmforge.infer.engines import engine_from
+    from lmforge.infer.engines import PLACEHOLDERS, engine_from
 
     backend = args.infer.infer_backend
-    if backend not in ("pt", "transformers"):
+    if backend in PLACEHOLDERS:
         from lmforge.infer.engines import load_engine
 
         load_engine(resolved.model, backend=backend)  # says what is missing, in one line
@@ -150,7 +150,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         msgs = row["messages"]
         has_answer = msgs[-1]["role"] == "assistant"
         convs.append(msgs[:-1] if has_answer else msgs)
-        labels.append(msgs[-1]["content"] if has_answer else None)
+        labels.append(_label(msgs[-1]) if has_answer else None)
     prompts = [_prompt(engine, c, row) for c, row in zip(convs, rows)]
     t0 = time.perf_counter()
     results = engine.generate(prompts, cfg)
@@ -180,17 +180,24 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
     if args.infer.metric:
         pairs = [(r.text, lab) for r, lab in zip(results, labels) if lab is not None]
         score = METRICS[args.infer.metric](pairs)
-        print(f"[lmforge] {args.infer.metric}: {score:.4f} over {len(pairs)} rows")
+        scores = score if isinstance(score, dict) else {args.infer.metric: score}
+        shown = ", ".join(f"{k}: {v:.4f}" for k, v in scores.items())
+        print(f"[lmforge] {shown} over {len(pairs)} rows")
     return 0
 
 
 def _prompt(engine: Engine, conv: list[dict], row: dict) -> Any:
     """Prompt ids, with the row's images for a vision-language model (one line for a bad row)."""
     try:
-        return media_prompt(engine.frontend, conv, row.get("images") or [])
+        return media_prompt(engine.frontend, conv, row.get("images") or [], tools=row.get("tools"))
     except (RowError, EncodeError) as e:
         where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
         raise UserError(f"{where}: {e}")
+
+
+def _label(answer: dict) -> str:
+    """The reference answer: its text, or its tool calls as JSON (what `--metric toolcall` compares)."""
+    return json.dumps(answer["tool_calls"], ensure_ascii=False) if answer.get("tool_calls") else answer["content"]
 
 
 def result_path(args: Args, resolved: ResolvedModel) -> Path:

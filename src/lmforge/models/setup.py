@@ -41,6 +41,7 @@ def setup_tokenizer(model_args: Any, template_args: Any, tokenizer_dir: Path | N
         truncation_strategy=template_args.truncation_strategy,
         loss_scale=template_args.loss_scale,
         enable_thinking=template_args.enable_thinking,
+        agent_template=template_args.agent_template,
     )
     spec = get_template(name)
     # a vision-language model's template also takes images (None for a text-only model)

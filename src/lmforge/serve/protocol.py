@@ -106,16 +106,6 @@ class ChatRequest(_Sampling):
     response_format: dict[str, Any] | None = None
     chat_template_kwargs: dict[str, Any] | None = None
 
-    @field_validator("tool_choice")
-    @classmethod
-    def _tool_choice(cls, v: Any) -> Any:
-        return _unsupported(v, (None, "auto"), "tool_choice other than 'auto'")
-
-    @field_validator("parallel_tool_calls")
-    @classmethod
-    def _parallel(cls, v: Any) -> Any:
-        return _unsupported(v, (None, True), "parallel_tool_calls false")
-
     @field_validator("response_format")
     @classmethod
     def _format(cls, v: Any) -> Any:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from lmforge.infer.engine import EngineError, StreamEvent, TokenLogprob
-from lmforge.infer.frontend import ThinkingRouter, split_reasoning
 from lmforge.serve.media import media_chat_prompt
 from lmforge.serve.protocol import ChatRequest, CompletionRequest, error_body
 from lmforge.serve.state import ServeState, err, pick_adapter, sampling
+from lmforge.serve.tooling import ToolPlan, plan_tools
 
 if TYPE_CHECKING:
     from lmforge.infer.engine import SamplingConfig
@@ -92,22 +92,31 @@ async def chat_completion(state: ServeState, body: ChatRequest) -> Any:
     if refused is not None:
         return refused
     msgs = [m.plain() for m in body.messages]
+    frontend = state.engine.frontend
+    plan = plan_tools(body, frontend.tool_parser)
+    if isinstance(plan, JSONResponse):
+        return plan
     try:
         if state.engine.capabilities.media and any(m.media_parts() for m in body.messages):
+            if plan.prefix:
+                return err(400, "tool_choice required or a named function cannot be combined with images yet")
             prompt = media_chat_prompt(state, body)  # images: a vision-language model (serve/media.py)
             if isinstance(prompt, JSONResponse):
                 return prompt
         else:
-            prompt = state.engine.frontend.prompt_ids(msgs, body.tools, **(body.chat_template_kwargs or {}))
+            prompt = frontend.prompt_ids(msgs, plan.tools, **(body.chat_template_kwargs or {}))
     except Exception as e:  # a template error on user input is a bad request
         return err(400, f"messages: cannot apply the chat template ({str(e).splitlines()[0][:200]})")
+    if plan.prefix:  # tool_choice required/named: the answer starts as a call
+        prompt = prompt + frontend.tokenizer(plan.prefix, add_special_tokens=False)["input_ids"]
     cfg = sampling(state, body, len(prompt), (body.top_logprobs or 0) if body.logprobs else None)
     if isinstance(cfg, JSONResponse):
         return cfg
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     base = {"id": rid, "object": "chat.completion", "created": created, "model": name}
     if body.stream:
-        stream = _chat_stream(state, body, prompt, cfg, adapter, {**base, "object": "chat.completion.chunk"})
+        chunk_base = {**base, "object": "chat.completion.chunk"}
+        stream = _chat_stream(state, body, plan, prompt, cfg, adapter, chunk_base)
         return StreamingResponse(stream, media_type="text/event-stream")
     try:
         results = await state.engine.agenerate([prompt] * body.n, cfg, adapter=adapter)
@@ -115,15 +124,9 @@ async def chat_completion(state: ServeState, body: ChatRequest) -> Any:
         return err(500, str(e), "server_error")
     choices = []
     for i, r in enumerate(results):
-        reasoning, content = split_reasoning(r.text)
-        msg: dict[str, Any] = {"role": "assistant", "content": content}
-        if reasoning is not None:
-            msg["reasoning_content"] = reasoning
-        choice: dict[str, Any] = {
-            "index": i,
-            "message": msg,
-            "finish_reason": "length" if r.finish_reason == "length" else "stop",
-        }
+        msg, called = plan.message(r.text)
+        reason = "tool_calls" if called else "length" if r.finish_reason == "length" else "stop"
+        choice: dict[str, Any] = {"index": i, "message": msg, "finish_reason": reason}
         if r.logprobs is not None:
             choice["logprobs"] = {"content": [_chat_logprob(state, lp) for lp in r.logprobs]}
         choices.append(choice)
@@ -132,9 +135,15 @@ async def chat_completion(state: ServeState, body: ChatRequest) -> Any:
 
 
 async def _chat_stream(
-    state: ServeState, body: ChatRequest, prompt: list[int], cfg: SamplingConfig, adapter: str | None, base: dict
+    state: ServeState,
+    body: ChatRequest,
+    plan: ToolPlan,
+    prompt: list[int],
+    cfg: SamplingConfig,
+    adapter: str | None,
+    base: dict,
 ) -> AsyncIterator[str]:
-    routers = [ThinkingRouter() for _ in range(body.n)]
+    routers = [plan.streamer() for _ in range(body.n)]
     used = 0
     for i in range(body.n):
         yield _sse(
@@ -146,15 +155,17 @@ async def _chat_stream(
             continue
         used += event.token_id is not None
         logprobs = {"content": [_chat_logprob(state, event.logprob)]} if event.logprob is not None else None
-        for piece, field in routers[i].route(event.text):
-            chunk: dict[str, Any] = {"index": i, "delta": {field: piece}, "finish_reason": None}
+        deltas = routers[i].deltas(event.text)
+        for delta in deltas + (routers[i].finish() if event.finish_reason is not None else []):
+            chunk: dict[str, Any] = {"index": i, "delta": delta, "finish_reason": None}
             if logprobs is not None:
                 chunk["logprobs"], logprobs = logprobs, None
             yield _sse({**base, "choices": [chunk]})
         if logprobs is not None:  # a token that made no text yet still reports its logprob
             yield _sse({**base, "choices": [{"index": i, "delta": {}, "logprobs": logprobs, "finish_reason": None}]})
         if event.finish_reason is not None:
-            yield _sse({**base, "choices": [{"index": i, "delta": {}, "finish_reason": _reason(event)}]})
+            reason = "tool_calls" if routers[i].called else _reason(event)
+            yield _sse({**base, "choices": [{"index": i, "delta": {}, "finish_reason": reason}]})
     if body.include_usage:
         yield _sse({**base, "choices": [], "usage": _usage(len(prompt), used)})
     yield "data: [DONE]\n\n"

@@ -21,6 +21,7 @@ from lmforge.errors import UserError
 from lmforge.templates import TemplateSpec
 
 IGNORE = -100
+EMPTY_THINK = r"<think>\s*</think>\s*"  # --loss_scale ignore_empty_think on templates that do not declare theirs
 
 
 class EncodeError(ValueError):
@@ -54,6 +55,7 @@ class ChatTemplate:
         truncation_strategy: str = "delete",
         loss_scale: str = "default",
         enable_thinking: bool | None = None,
+        agent_template: str | None = None,
     ):
         self.tokenizer = tokenizer
         self.spec = spec
@@ -64,7 +66,18 @@ class ChatTemplate:
         self.truncation_strategy = truncation_strategy
         self.loss_scale = loss_scale
         self.enable_thinking = enable_thinking
-        self._empty_think = re.compile(spec.empty_think) if spec.empty_think else None
+        empty_think = spec.empty_think or (EMPTY_THINK if loss_scale == "ignore_empty_think" else None)
+        self._empty_think = re.compile(empty_think) if empty_think else None
+        from lmforge.agent.parsers import parser_for, renders_tools
+
+        self.tool_parser = parser_for(self.jinja, agent_template)
+        # a template that knows nothing of tools gets them rendered as plain text (ms-swift's agent templates)
+        self.native_tools = renders_tools(self.jinja) and agent_template is None
+
+    @property
+    def empty_think_untrained(self) -> bool:
+        """Whether a rendered empty reasoning block is left out of the loss."""
+        return self._empty_think is not None
 
     def stop_ids(self) -> list[int]:
         """Token ids that end an answer: the template's end-of-turn marker and eos."""
@@ -88,6 +101,8 @@ class ChatTemplate:
         add_generation_prompt: bool = False,
         **template_kwargs: Any,
     ) -> str:
+        if not self.native_tools and (tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages)):
+            messages, tools = self.tool_parser.render_messages(messages, tools), None
         kwargs = dict(template_kwargs)
         if self.enable_thinking is not None and "enable_thinking" not in kwargs:
             kwargs["enable_thinking"] = self.enable_thinking

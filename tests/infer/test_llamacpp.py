@@ -1,0 +1,49 @@
+"""`--infer_backend llamacpp`: the embedded GGUF through llama-cpp-python gives the PyTorch engine's greedy tokens,
+every llama.cpp sampler is set from the SamplingConfig (no backend default leaks), and bad input is one line."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from tests.conftest import run_cli
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="the llamacpp extra (llama-cpp-python) is not installed")
+
+
+def test_every_sampler_setting_is_passed():
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.infer.llamacpp import sampler_kwargs
+
+    params = set(inspect.signature(llama_cpp.Llama.generate).parameters)
+    not_sampling = {"self", "tokens", "reset", "logits_processor", "stopping_criteria", "grammar"}
+    kw = sampler_kwargs(SamplingConfig(temperature=0.7, top_p=0.9, top_k=5, repetition_penalty=1.1))
+    assert params - not_sampling <= set(kw), params - not_sampling - set(kw)
+    assert (kw["temp"], kw["top_p"], kw["top_k"], kw["repeat_penalty"], kw["min_p"]) == (0.7, 0.9, 5, 1.1, 0.0)
+
+
+def test_bad_gguf_and_adapters_are_one_line(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF but not really a model")
+    r = run_cli("infer", "--model", str(bad), "--infer_backend", "llamacpp", input_text="hi\n")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "is not a GGUF model llama.cpp can load" in r.stderr, r.stderr[-800:]
+
+
+@pytest.mark.slow
+def test_greedy_tokens_equal_pytorch_and_streams_agree():
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.infer.engines import load_engine
+
+    ll = load_engine(None, backend="llamacpp")
+    pt = load_engine(None, dtype="float32")
+    cfg = SamplingConfig(max_new_tokens=16)
+    convs = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Name three colors.")]
+    prompts = [ll.frontend.prompt_ids(c) for c in convs]
+    assert prompts == [pt.frontend.prompt_ids(c) for c in convs]  # one front end: the same token ids
+    got, want = ll.generate(prompts, cfg), pt.generate(prompts, cfg)
+    assert [c.token_ids for c in got] == [c.token_ids for c in want]
+    assert [c.text for c in got] == [c.text for c in want]
+    streamed = list(ll.stream(prompts[0], cfg))
+    assert "".join(e.text for e in streamed) == got[0].text and streamed[-1].finish_reason == got[0].finish_reason
