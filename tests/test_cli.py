@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,15 +18,19 @@ GROUPS = {"model": ModelArgs, "data": DataArgs, "tuner": TunerArgs, "train": Tra
 
 
 def test_help_is_fast_and_imports_no_torch():
+    # CPU time, not wall time: the suite runs on busy machines (and beside itself under xdist); importing torch alone
+    # costs well over a second of CPU, so these bounds still catch a heavy import on the --help path.
     code = (
-        "import sys, time; t=time.perf_counter(); from lmforge.cli import main; main(['sft', '--help']);"
-        "main(['--help']); print(time.perf_counter()-t); print('torch' in sys.modules, 'transformers' in sys.modules)"
+        "import sys, time; t=time.process_time(); from lmforge.cli import main; main(['sft', '--help']);"
+        "main(['--help']); print(time.process_time()-t); print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[-1] == "False False"
-    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "lmforge", "--help"], capture_output=True, check=True)
-    assert time.perf_counter() - t0 < 1.0  # wall, interpreter start included; in-process cost printed above
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 1.0  # interpreter start included; the in-process cost is printed above
     assert float(out[-2]) < 0.3
 
 
