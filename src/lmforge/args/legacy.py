@@ -125,8 +125,13 @@ def upgrade(argv: list[str], specs: dict[str, Any]) -> list[str]:
                 f"--model_type {' '.join(values)}: ms-swift v2 named the model by its type",
                 hint="pass --model <hub id or local folder>, e.g. --model Qwen/Qwen2-7B-Instruct",
             )
-        out += old.convert(values) if old.convert else ([f"--{old.new}", *values] if old.new else [])
-        what = f"use --{old.new}" if old.new else "it has no effect here and is ignored"
-        print(f"[lmforge] --{key} is ms-swift {old.since}'s name; {what} (deprecated)", file=sys.stderr)
+        new = old.convert(values) if old.convert else ([f"--{old.new}", *values] if old.new else [])
+        out += new
+        if old.new == key:  # same name, old meaning (v2's model_type named a model, today's names its family)
+            note = f"--{key} {' '.join(values)} is ms-swift {old.since}'s form; read as {' '.join(new)}"
+        else:
+            what = f"use --{old.new}" if old.new else "it has no effect here and is ignored"
+            note = f"--{key} is ms-swift {old.since}'s name; {what}"
+        print(f"[lmforge] {note} (deprecated)", file=sys.stderr)
         i = j
     return out
