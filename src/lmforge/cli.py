@@ -22,7 +22,9 @@ from lmforge.args.groups import (
     InferArgs,
     PluginArgs,
     RLHFArgs,
+    WebUIArgs,
 )
+from lmforge.args.parser import Args
 from lmforge.args.validate import check_flags, check_rules
 from lmforge.errors import UserError
 from lmforge.names import check_names
@@ -102,6 +104,11 @@ COMMANDS: dict[str, Command] = {
     "pt": Command(
         "Continued pre-training on text rows (loss on every token).", _TRAIN_GROUPS, "lmforge.train.job:run_pt"
     ),
+    "web-ui": Command(
+        "Train, align, chat, export and deploy from the browser: forms from these flags, jobs that outlive the page.",
+        {"webui": WebUIArgs},
+        "lmforge.ui.webui:run_webui",
+    ),
 }
 
 
@@ -114,6 +121,18 @@ def _usage() -> str:
         "Flags follow ms-swift: `swift sft ...` works as `lmforge sft ...`.\n\n"
         f"commands:\n{rows}\n\n`lmforge <command> --help` lists a command's flags."
     )
+
+
+def checked_args(name: str, argv: list[str]) -> Args:
+    """Parse a command's flags and run every pre-flight check (the web UI's forms run this same function)."""
+    args = parse_flags(argv, COMMANDS[name].groups)
+    check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
+    from lmforge.plugins import load_plugins
+
+    load_plugins(args.plugins.external_plugins)  # before anything is resolved
+    check_names(args)  # template, dataset, reward names: a plug-in may have registered them
+    check_rules(name, args)  # relations between flags
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,13 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
-        args = parse_flags(rest, cmd.groups)
-        check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
-        from lmforge.plugins import load_plugins
-
-        load_plugins(args.plugins.external_plugins)  # before anything is resolved
-        check_names(args)  # template, dataset, reward names: a plug-in may have registered them
-        check_rules(name, args)  # relations between flags
+        args = checked_args(name, rest)
         from lmforge.train.launch import wants_torchrun
 
         deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)

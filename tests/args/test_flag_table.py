@@ -99,7 +99,7 @@ def test_free_text_flags_are_known():
 def test_every_flag_rejects_bad_values_in_one_line(command, no_command_runs, capsys):
     t0 = time.perf_counter()
     todo = cases(command, no_command_runs)
-    assert len(todo) > 10
+    assert len(todo) > 3  # web-ui has few flags; the training commands have over a hundred cases
     failures = []
     for name, what, value in todo:
         rc = cli.main([command, f"--{name}", value])
