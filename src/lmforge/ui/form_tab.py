@@ -58,11 +58,9 @@ def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defau
 
     tid = tab_id(title)
     tab = FormTab(tid, commands, forms.tab_fields(commands))
-    errors: dict[str, Any] = {}
 
     def add(f: forms.Field) -> None:
         tab.widgets[f.name] = make_widget(f, tid, defaults.get(f.name, f.initial()))
-        errors[f.name] = gr.Markdown(visible=False, elem_id=f"{tid}-{f.name}-error", elem_classes="field-error")
 
     with gr.Tab(title, id=tid):
         if len(commands) > 1:
@@ -106,17 +104,17 @@ def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defau
         slot = problem.flag if problem else None
         out = [forms.command_line(command, argv), forms.to_yaml(command, argv), slot]
         out.append(f"**{problem.message}**" if problem and slot is None else "")
-        for f in tab.form:
+        for f in tab.form:  # the error replaces the field's help line, in red (the field's label stays)
             if f.name == slot:
-                out.append(gr.update(visible=True, value=f"⚠ {problem.message}"))
+                out.append(gr.update(info=f"⚠ {problem.message}", elem_classes="field-error"))
             elif f.name == shown_slot:
-                out.append(gr.update(visible=False, value=""))
+                out.append(gr.update(info=f.info, elem_classes=""))
             else:
                 out.append(gr.update())
         return out
 
     inputs = [tab.command, last_slot, *values]
-    outputs = [cmd_box, yaml_box, last_slot, top_error, *(errors[f.name] for f in tab.form)]
+    outputs = [cmd_box, yaml_box, last_slot, top_error, *values]
     triggers = [w.change for w in values] + ([tab.command.change] if len(commands) > 1 else [])
     gr.on(triggers, refresh, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
     tab.refresh = (refresh, inputs, outputs)

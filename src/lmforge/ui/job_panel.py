@@ -13,7 +13,7 @@ from typing import Any
 
 from lmforge.ui import jobs as J
 
-LOG_TAIL = 40
+LOG_TAIL = 12  # what the log box shows without scrolling
 RUN_COLUMNS = ["job", "command", "status", "step", "final loss", "checkpoints", "model", "dataset"]
 
 
@@ -53,7 +53,12 @@ def build_job_panel() -> JobPanel:
         with gr.Row():
             loss = gr.LinePlot(frame([], "loss"), x="step", y="loss", title="loss", elem_id="loss-plot", height=260)
             lr = gr.LinePlot(
-                frame([], "learning_rate"), x="step", y="learning_rate", title="learning rate", elem_id="lr-plot"
+                frame([], "learning_rate"),
+                x="step",
+                y="learning_rate",
+                title="learning rate",
+                elem_id="lr-plot",
+                height=260,
             )
         log = gr.Textbox(label="log (last lines)", lines=12, max_lines=12, elem_id="job-log", autoscroll=True)
         with gr.Row():

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from lmforge.args.parser import Args
     from lmforge.infer.engine import Engine, SamplingConfig
 
-CSS = ".field-error p { color: #b91c1c; font-weight: 600; margin: 0 0 8px 0; }"
+CSS = ".field-error [data-testid='block-info'] + div, .field-error .info, .field-error p { color: #b91c1c !important; }"
 SERVER_COMMANDS = ("deploy",)  # long-running: Start stays on the tab, which shows the URL
 
 
@@ -109,7 +109,7 @@ def wire_start(tab: FormTab, table: JobTable, panel: P.JobPanel, tabs: Any) -> N
         except UserError as e:
             return f"**Not started:** `lmforge web-ui: error: {e}`", gr.update(), gr.update()
         ids = [j.id for j in table.jobs()]
-        where = gr.update() if command in SERVER_COMMANDS else gr.Tabs(selected="jobs")
+        where = gr.update() if command in SERVER_COMMANDS else gr.update(selected="jobs")
         said = f"Started job `{job.id}`: `{forms.command_line(command, argv)}`"
         return said, gr.update(choices=ids, value=job.id), where
 
@@ -191,7 +191,7 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
         if ckpt is None:
             return f"Job {pick} has no checkpoint yet.", gr.update(), gr.update(), gr.update()
         choices = all_checkpoints(table)
-        return "", gr.update(choices=choices, value=ckpt), gr.update(value=""), gr.Tabs(selected="chat")
+        return "", gr.update(choices=choices, value=ckpt), gr.update(value=""), gr.update(selected="chat")
 
     panel.chat_btn.click(to_chat, panel.pick, [panel.stop_msg, chat["adapters"], chat["model"], tabs])
     for button, tid, extra in ((panel.export_btn, "export", {"merge_lora": True}), (panel.deploy_btn, "deploy", {})):
@@ -204,7 +204,7 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
             ckpt = P.last_checkpoint(table, pick)
             if ckpt is None:
                 return [f"Job {pick} has no checkpoint yet.", gr.update(), *(gr.update() for _ in extra), gr.update()]
-            return ["", ckpt, *extra.values(), gr.Tabs(selected=tid)]
+            return ["", ckpt, *extra.values(), gr.update(selected=tid)]
 
         button.click(fill, panel.pick, [panel.stop_msg, *targets, tabs])
 
@@ -216,7 +216,7 @@ def build_webui(table: JobTable, output_dir: str) -> Any:
     session = ChatSession()
     with gr.Blocks(title="lmforge web UI", analytics_enabled=False) as page:
         gr.Markdown(f"## lmforge web UI · runs in `{output_dir}`")
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:
             by_id: dict[str, FormTab] = {}
             for title, commands in forms.tabs():
                 tab = build_form_tab(title, commands, table, defaults)
