@@ -69,9 +69,9 @@ def test_web_ui_trains_reattaches_chats_deploys_and_stops(tmp_path, tiny_llama):
             page.goto(f"http://127.0.0.1:{port}", wait_until="load")
             login(page)
             run_one = train_four_steps(page, str(tiny_llama), data, shots)
+            second_run_stopped(page, out, str(tiny_llama), data)
             chat_on_checkpoint(page, run_one, shots)
             deploy_and_stop(page, shots)
-            second_run_stopped(page, out)
             for tab in ("RLHF", "Infer", "Export", "Deploy"):
                 page.get_by_role("tab", name=tab).first.click()
                 page.wait_for_selector(f"#{tab.lower()}-cmd")
@@ -135,6 +135,10 @@ def train_four_steps(page, model: str, data, shots) -> str:
 
 
 def chat_on_checkpoint(page, job_id: str, shots) -> None:
+    page.get_by_role("tab", name="Jobs").first.click()
+    page.locator("#job-pick input").click()
+    page.get_by_role("option", name=job_id).click()  # back to the finished 4-step run
+    has(page, "#job-status", "finished")
     page.locator("#job-chat").click()
     page.wait_for_selector("#chat-load")
     fill(page, "chat-temperature", "1.0")  # a random tiny model answers greedily with newlines only
@@ -166,11 +170,14 @@ def deploy_and_stop(page, shots) -> None:
     has(page, "#deploy-servers", "No server running", timeout=60_000)
 
 
-def second_run_stopped(page, out) -> None:
+def second_run_stopped(page, out, model: str, data) -> None:
     page.get_by_role("tab", name="Train").first.click()
+    fill(page, "train-model", model)  # the reload gave a fresh form: forms are the page's, jobs the server's
+    fill(page, "train-dataset", str(data))
     fill(page, "train-max_steps", "100000")
     has(page, "#train-cmd", "--max_steps 100000")
     page.locator("#train-start").click()
+    has(page, "#job-status", "--max_steps 100000", timeout=60_000)
     page.wait_for_function(
         "() => /progress: step [1-9]/.test((document.querySelector('#job-status') || {}).innerText || '')",
         timeout=240_000,
