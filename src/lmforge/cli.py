@@ -26,7 +26,9 @@ from lmforge.args.groups import (
     PluginArgs,
     RLHFArgs,
     TaskArgs,
+    WebUIArgs,
 )
+from lmforge.args.parser import Args
 from lmforge.args.validate import check_flags, check_rules
 from lmforge.errors import UserError
 from lmforge.names import check_names
@@ -137,6 +139,11 @@ COMMANDS: dict[str, Command] = {
         {},
         "lmforge.env:run_env",
     ),
+    "web-ui": Command(
+        "Train, align, chat, export and deploy from the browser: forms from these flags, jobs that outlive the page.",
+        {"webui": WebUIArgs},
+        "lmforge.ui.webui:run_webui",
+    ),
 }
 
 
@@ -154,6 +161,21 @@ def _usage() -> str:
 def _target(cmd: Command) -> Callable[..., Any]:
     module_name, func_name = cmd.target.split(":")
     return getattr(importlib.import_module(module_name), func_name)
+
+
+def checked_args(name: str, argv: list[str]) -> Args:
+    """Parse a command's flags and run every pre-flight check (the web UI's forms run this same function)."""
+    args = parse_flags(argv, COMMANDS[name].groups)
+    check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
+    from lmforge.plugins import load_plugins
+
+    load_plugins(args.plugins.external_plugins)  # before anything is resolved
+    check_names(args)  # template, dataset, reward names: a plug-in may have registered them
+    check_rules(name, args)  # relations between flags
+    from lmforge.features import check_features
+
+    check_features(name, args)  # optional packages (extras) a flag or command needs
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,16 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         # a LLaMA-Factory YAML: its keys as lmforge flags, and its `stage` may switch the command (dpo -> rlhf)
         name, rest = expand_config(name, rest, groups)
         cmd = COMMANDS[name]
-        args = parse_flags(rest, cmd.groups)
-        check_flags(args)  # types, ranges, JSON, paths: before any user code, model, tokenizer or dataset
-        from lmforge.plugins import load_plugins
-
-        load_plugins(args.plugins.external_plugins)  # before anything is resolved
-        check_names(args)  # template, dataset, reward names: a plug-in may have registered them
-        check_rules(name, args)  # relations between flags
-        from lmforge.features import check_features
-
-        check_features(name, args)  # optional packages (extras) a flag or command needs
+        args = checked_args(name, rest)
         from lmforge.train.launch import wants_torchrun
 
         deepspeed = getattr(getattr(args, "train", None), "deepspeed", None)

@@ -458,3 +458,13 @@ class TaskArgs:
         "$INFONCE_TEMPERATURE or 0.1)",
         gt=0,
     )
+
+
+@dataclass
+class WebUIArgs:
+    server_name: str = flag("127.0.0.1", "address of the web UI (0.0.0.0 for every interface)")
+    server_port: int = flag(7860, "port of the web UI; a busy port is an error", **PORT)
+    api_key: str | None = flag(None, "require a login: any user name, this key as the password")
+    output_dir: str = flag(
+        "output", "where the UI's jobs write their runs, and where finished runs are listed from", kind="dir_out"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from lmforge.infer.engine import sampling_from_args
@@ -22,16 +22,16 @@ def message_text(content: Any) -> str:
     return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in parts)
 
 
-def build_page(engine: Engine, cfg: SamplingConfig, title: str) -> Any:
+def chat_panel(session: Callable[[], tuple[Engine, SamplingConfig]], default_system: str) -> dict[str, Any]:
+    """The chat components and their events inside the current gr.Blocks: `app`'s whole page, the web UI's Chat
+    tab. `session()` gives the engine and sampling to answer with (the web UI swaps them on loading a checkpoint)."""
     import gradio as gr
 
-    fe = engine.frontend
-    default_system = fe.system or ""
-
     def answer(history: list[dict], system: str) -> Iterator[list[dict]]:
+        engine, cfg = session()
         msgs = [{"role": m["role"], "content": message_text(m["content"])} for m in history]
         # an emptied system box means no system prompt of ours (the template's own default may apply)
-        prompt = fe.prompt_ids(msgs, system=system.strip() or None)
+        prompt = engine.frontend.prompt_ids(msgs, system=system.strip() or None)
         history = [*history, {"role": "assistant", "content": ""}]
         for event in engine.stream(prompt, cfg):  # the engine batches with any other open page
             if event.text:
@@ -55,22 +55,29 @@ def build_page(engine: Engine, cfg: SamplingConfig, title: str) -> Any:
             return
         yield from answer(history, system)
 
+    system = gr.Textbox(value=default_system, label="System prompt", lines=2, elem_id="system")
+    chat = gr.Chatbot(label="Chat", elem_id="chatbot", height=420)
+    box = gr.Textbox(placeholder="Ask something and press Enter", label="Message", elem_id="message")
+    with gr.Row():
+        send_btn = gr.Button("Send", variant="primary", elem_id="send")
+        regen_btn = gr.Button("Regenerate", elem_id="regenerate")
+        clear_btn = gr.Button("Clear", elem_id="clear")
+    running = [
+        box.submit(send, [box, chat, system], [box, chat]),
+        send_btn.click(send, [box, chat, system], [box, chat]),
+        regen_btn.click(regenerate, [chat, system], chat),
+    ]
+    # Clear also stops an answer still streaming (else its next chunk would bring the history back)
+    clear_btn.click(lambda: [], None, chat, cancels=running)
+    return {"system": system, "chat": chat, "message": box}
+
+
+def build_page(engine: Engine, cfg: SamplingConfig, title: str) -> Any:
+    import gradio as gr
+
     with gr.Blocks(title=title) as page:
         gr.Markdown(f"## {title}")
-        system = gr.Textbox(value=default_system, label="System prompt", lines=2, elem_id="system")
-        chat = gr.Chatbot(label="Chat", elem_id="chatbot", height=420)
-        box = gr.Textbox(placeholder="Ask something and press Enter", label="Message", elem_id="message")
-        with gr.Row():
-            send_btn = gr.Button("Send", variant="primary", elem_id="send")
-            regen_btn = gr.Button("Regenerate", elem_id="regenerate")
-            clear_btn = gr.Button("Clear", elem_id="clear")
-        running = [
-            box.submit(send, [box, chat, system], [box, chat]),
-            send_btn.click(send, [box, chat, system], [box, chat]),
-            regen_btn.click(regenerate, [chat, system], chat),
-        ]
-        # Clear also stops an answer still streaming (else its next chunk would bring the history back)
-        clear_btn.click(lambda: [], None, chat, cancels=running)
+        chat_panel(lambda: (engine, cfg), engine.frontend.system or "")
     return page
 
 
