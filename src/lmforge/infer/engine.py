@@ -116,6 +116,7 @@ class Score:
 
     token_logprobs: list[float]
     greedy: bool
+    top: tuple[tuple[tuple[int, float], ...], ...] = ()  # per token, its position's best (id, logprob) when asked
 
     @property
     def total(self) -> float:
@@ -183,9 +184,10 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def score(
-        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
-        """Per-token log-likelihoods of each continuation given its (non-empty) prompt."""
+        """Per-token log-likelihoods of each continuation given its (non-empty) prompt; `top` > 0 also returns the
+        `top` most likely tokens at each position (for `/v1/completions` echo with logprobs)."""
 
     def chat(self, conversations: list[list[dict]], cfg: SamplingConfig, **template_kwargs: Any) -> list[Completion]:
         """Convenience: conversations through the frontend, then `generate`."""

@@ -150,7 +150,7 @@ class LlamaCppEngine(Engine):
                 await asyncio.shield(worker)
 
     def score(
-        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
         raise EngineError("--infer_backend llamacpp does not score continuations; use --infer_backend pt")
 

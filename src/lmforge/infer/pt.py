@@ -59,6 +59,7 @@ class PtEngine(Engine):
         self.capabilities = Capabilities(
             adapters=self.adapter_names,
             logprobs=True,
+            prompt_logprobs=True,  # score() with top
             media=bool(getattr(self.template, "takes_media", False)),
             max_length=int(ctx),
             device=str(self.device),
@@ -157,7 +158,7 @@ class PtEngine(Engine):
         return [r.completion() for r in reqs]
 
     def score(
-        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None
+        self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
         import torch
 
@@ -183,7 +184,11 @@ class PtEngine(Engine):
                 lp = logits[i, len(p) - 1 : len(p) - 1 + len(c)].float().log_softmax(-1)
                 target = torch.tensor(c, device=lp.device)
                 picked = lp.gather(-1, target[:, None])[:, 0]
-                out.append(Score(picked.tolist(), bool((lp.argmax(-1) == target).all())))
+                best: tuple = ()
+                if top > 0:
+                    k = lp.topk(min(top, lp.shape[-1]), dim=-1)
+                    best = tuple(tuple(zip(i, v)) for i, v in zip(k.indices.tolist(), k.values.tolist()))
+                out.append(Score(picked.tolist(), bool((lp.argmax(-1) == target).all()), best))
         return out
 
     # -- the batch runner (called by the scheduler) ---------------------------------------------------------

@@ -113,8 +113,10 @@ class ChatRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
-    logprobs: int | None = Field(default=None, ge=0, le=5)
+    # text, texts, token ids, or lists of token ids (what lm-eval's local-completions sends)
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=None, ge=0)  # 0: score the prompt only (with echo)
+    logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None

@@ -187,14 +187,97 @@ def _text_logprobs(state: ServeState, lps: list[TokenLogprob], offset: int) -> d
     }
 
 
-def _check_completion(body: CompletionRequest, prompts: list[str]) -> JSONResponse | None:
-    if not prompts or body.stream and len(prompts) > 1:
+def _check_completion(state: ServeState, body: CompletionRequest, n_prompts: int) -> JSONResponse | None:
+    if not n_prompts or body.stream and n_prompts > 1:
         return err(400, "prompt: one prompt string (or a list, without stream)", param="prompt")
     if body.best_of not in (None, body.n):
         return err(400, "best_of: only best_of = n is supported", param="best_of")
-    if body.echo and body.logprobs is not None:
-        return err(400, "echo with logprobs needs prompt logprobs, which this server does not return", param="echo")
+    if body.max_tokens == 0 and not body.echo:
+        return err(400, "max_tokens: 0 generates nothing; use it with echo to score the prompt", param="max_tokens")
+    if body.echo and body.stream:
+        return err(400, "echo: not supported with stream (send stream: false)", param="echo")
+    if body.echo and body.logprobs is not None and not state.engine.capabilities.prompt_logprobs:
+        return err(400, "echo with logprobs: this backend returns no prompt logprobs (use --infer_backend pt)", "echo")
     return None
+
+
+def _prompts(state: ServeState, body: CompletionRequest) -> list[tuple[list[int], str]] | JSONResponse:
+    """Each prompt as (token ids, text): strings are encoded, token ids are checked against the vocabulary."""
+    frontend = state.engine.frontend
+    p = body.prompt
+    items = [p] if isinstance(p, str) or (p and isinstance(p[0], int)) else p
+    vocab = len(frontend.tokenizer)
+    out = []
+    for k, item in enumerate(items):
+        if isinstance(item, str):
+            ids, text = frontend.text_ids(item), item
+        else:
+            bad = next((t for t in item if not 0 <= t < vocab), None)
+            if bad is not None:
+                return err(400, f"prompt[{k}]: token id {bad} is outside the vocabulary (0..{vocab - 1})", "prompt")
+            ids, text = list(item), frontend.tokenizer.decode(item)
+        if not ids:  # nothing to continue from (a tokenizer without a BOS token encodes "" to no tokens)
+            return err(400, "prompt: empty; it encodes to no tokens", param="prompt")
+        out.append((ids, text))
+    return out
+
+
+async def _echo_logprobs(
+    state: ServeState, ids: list[int], generated: list[list[int]], k: int, adapter: str | None
+) -> list[dict]:
+    """Prompt + generated tokens with their logprobs from one forward pass (`score`); the first token has none."""
+    conts = [ids[1:] + g for g in generated]
+    scores = await asyncio.to_thread(state.engine.score, [ids[:1]] * len(conts), conts, adapter=adapter, top=k)
+    text = state.engine.frontend.token_text
+    out = []
+    for g, s in zip(generated, scores):
+        tokens = [text(t) for t in ids + g]
+        offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+        top = [{text(t): v for t, v in row} for row in s.top] if k else [{} for _ in s.token_logprobs]
+        out.append(
+            {
+                "tokens": tokens,
+                "token_logprobs": [None, *s.token_logprobs],
+                "top_logprobs": [None, *top],
+                "text_offset": offsets,
+            }
+        )
+    return out
+
+
+async def _choices(
+    state: ServeState, body: CompletionRequest, ids: list[int], text: str, adapter: str | None
+) -> tuple[list[dict], int] | JSONResponse:
+    """The n choices of one prompt and the tokens they generated; echo scores the prompt (max_tokens 0: only)."""
+    results: list = []
+    if body.max_tokens == 0:
+        context = state.engine.capabilities.max_length
+        if len(ids) > context:
+            return err(400, f"prompt ({len(ids)} tokens) exceeds the model's context of {context}", "max_tokens")
+    else:
+        cfg = sampling(state, body, len(ids), None if body.echo else body.logprobs)
+        if isinstance(cfg, JSONResponse):
+            return cfg
+        try:
+            results = await state.engine.agenerate([ids] * body.n, cfg, adapter=adapter)
+        except EngineError as e:
+            return err(500, str(e), "server_error")
+    generated = [r.token_ids for r in results] or [[] for _ in range(body.n)]
+    lps: list = [None] * body.n
+    if body.echo and body.logprobs is not None:
+        try:
+            lps = await _echo_logprobs(state, ids, generated, body.logprobs, adapter)
+        except EngineError as e:
+            return err(500, str(e), "server_error")
+    elif results and results[0].logprobs is not None:
+        lps = [_text_logprobs(state, r.logprobs, 0) for r in results]
+    choices = []
+    for i in range(body.n):
+        r = results[i] if results else None
+        reason = "length" if r is None or r.finish_reason == "length" else "stop"
+        head = text if body.echo else ""
+        choices.append({"index": i, "text": head + (r.text if r else ""), "finish_reason": reason, "logprobs": lps[i]})
+    return choices, sum(len(g) for g in generated)
 
 
 async def text_completion(state: ServeState, body: CompletionRequest) -> Any:
@@ -202,8 +285,10 @@ async def text_completion(state: ServeState, body: CompletionRequest) -> Any:
     if isinstance(picked, JSONResponse):
         return picked
     adapter, name = picked
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    refused = _check_completion(body, prompts)
+    prompts = _prompts(state, body)
+    if isinstance(prompts, JSONResponse):
+        return prompts
+    refused = _check_completion(state, body, len(prompts))
     if refused is not None:
         return refused
     base = {
@@ -212,29 +297,23 @@ async def text_completion(state: ServeState, body: CompletionRequest) -> Any:
         "created": int(time.time()),
         "model": name,
     }
-    choices: list[dict] = []
-    p_tokens = c_tokens = 0
-    for text in prompts:
-        ids = state.engine.frontend.text_ids(text)
-        if not ids:  # nothing to continue from (a tokenizer without a BOS token encodes "" to no tokens)
-            return err(400, "prompt: empty; it encodes to no tokens", param="prompt")
+    if body.stream:
+        ids = prompts[0][0]
         cfg = sampling(state, body, len(ids), body.logprobs)
         if isinstance(cfg, JSONResponse):
             return cfg
-        if body.stream:
-            return StreamingResponse(
-                _completion_stream(state, body, ids, cfg, adapter, base), media_type="text/event-stream"
-            )
-        try:
-            results = await state.engine.agenerate([ids] * body.n, cfg, adapter=adapter)
-        except EngineError as e:
-            return err(500, str(e), "server_error")
-        for r in results:
-            head = text if body.echo else ""
-            lps = _text_logprobs(state, r.logprobs, len(head)) if r.logprobs is not None else None
-            reason = "length" if r.finish_reason == "length" else "stop"
-            choices.append({"index": len(choices), "text": head + r.text, "finish_reason": reason, "logprobs": lps})
-            c_tokens += r.completion_tokens
+        return StreamingResponse(
+            _completion_stream(state, body, ids, cfg, adapter, base), media_type="text/event-stream"
+        )
+    choices: list[dict] = []
+    p_tokens = c_tokens = 0
+    for ids, text in prompts:
+        made = await _choices(state, body, ids, text, adapter)
+        if isinstance(made, JSONResponse):
+            return made
+        for c in made[0]:
+            choices.append({**c, "index": len(choices)})
+        c_tokens += made[1]
         p_tokens += len(ids) * body.n
     return {**base, "choices": choices, "usage": _usage(p_tokens, c_tokens)}
 

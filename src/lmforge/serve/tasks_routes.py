@@ -71,7 +71,7 @@ def task_serving(args: Args) -> TaskServing | None:
     from lmforge.runargs import resolve_model
 
     d = args.deploy
-    resolved = resolve_model(args, d.load_args)
+    resolved = resolve_model(args, d.load_args, allow_named=True)  # deploy's name=PATH multi-LoRA pairs
     if saved_task(resolved) == "causal_lm":
         return None
     runner = load_runner(resolved, d.max_batch_size)
