@@ -4,15 +4,13 @@ behaviour checks and --fail_on, base vs adapter side by side, a server by --eval
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lmforge.cli import main
 from tests.conftest import run_cli
-from tests.serve.conftest import free_port, wait_ready
+from tests.serve.conftest import deployed
 
 MCQ_VAL = "id,question,A,B,C,answer\nq1,Which is a colour?,red,dog,run,A\nq2,2 + 2 = ?,3,4,5,B\nq3,Pick C,x,y,z,C\n"
 MCQ_DEV = "id,question,A,B,C,answer\nd1,Dev question?,yes,no,maybe,A\n"
@@ -158,23 +156,11 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
 
 def test_eval_url_against_lmforge_deploy(tiny_llama, evaldata, tmp_path, capsys):
     """Answers over HTTP equal the local engine's (greedy, same template), and --system reaches the server."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "lmforge", "deploy", "--model", str(tiny_llama), "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--torch_dtype", "float32", "--log_level", "warning", "--served_model_name", "tiny"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_ready(proc, port)
-        flags = [*_args(evaldata, "general_qa"), "--max_new_tokens", "6", "--system", "Be brief."]
-        out = tmp_path / "remote"
+    flags = [*_args(evaldata, "general_qa"), "--max_new_tokens", "6", "--system", "Be brief."]
+    out = tmp_path / "remote"
+    with deployed(tiny_llama) as port:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         assert main(["eval", "--eval_url", url, *flags, "--eval_output_dir", str(out), "--eval_num_proc", "2"]) == 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     local = tmp_path / "local"
     assert (
         main(["eval", "--model", str(tiny_llama), "--torch_dtype", "float32", *flags, "--eval_output_dir", str(local)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -41,6 +42,24 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@contextlib.contextmanager
+def deployed(model: Path, *flags: str):
+    """`lmforge deploy --model MODEL` in float32 as `tiny` on a free port, for one block; yields the port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "lmforge", "deploy", "--model", str(model), "--port", str(port), *flags]
+    proc = subprocess.Popen(
+        [*cmd, "--torch_dtype", "float32", "--log_level", "warning", "--served_model_name", "tiny"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_ready(proc, port)
+        yield port
+    finally:
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")
