@@ -62,6 +62,7 @@ register_task(  # a one-score head over (query, document) pairs
     model_kwargs={"num_labels": 1},
     trainer="lmforge.train.reranker:build",
     runner="lmforge.infer.task_runner:RerankerRunner",
+    routes=("/v1/rerank", "/v1/score"),
 )
 register_task(  # Qwen3-Reranker style: logit(yes) - logit(no) of the causal LM at the last position
     "generative_reranker",
@@ -69,6 +70,7 @@ register_task(  # Qwen3-Reranker style: logit(yes) - logit(no) of the causal LM 
     peft_task_type="CAUSAL_LM",
     trainer="lmforge.train.reranker:build",
     runner="lmforge.infer.task_runner:GenerativeRerankerRunner",
+    routes=("/v1/rerank", "/v1/score"),
 )
 
 

@@ -5,11 +5,15 @@ held-out MRR (unseen topics; each query ranks its positive among 3 negatives) ab
 from __future__ import annotations
 
 import json
+import math
 import random
+import subprocess
+import sys
 
 import pytest
 
 from lmforge import cli
+from tests.serve.conftest import free_port, wait_ready
 from tests.train.helpers import only_run
 from tests.train.test_embedding import TOPICS, metric, write_rows
 
@@ -68,3 +72,50 @@ def test_reranker_learns(tmp_path, tiny_llama, capsys, task, loss):
     assert trained > base + 0.15 and trained > 0.7, (base, trained)
     rows = [json.loads(x) for x in (tmp_path / f"scores-{ckpt.parent.name}-False.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and all(len(r["scores"]) == 4 for r in rows)
+    if task == "generative_reranker":  # the served routes, on one of the two (one deploy keeps the test short)
+        check_deploy(ckpt, test, rows)
+
+
+def check_deploy(ckpt, test, rows: list[dict]) -> None:
+    """`lmforge deploy` answers vLLM's /v1/rerank and /v1/score with sigmoid(infer's scores), behind the key."""
+    import httpx
+
+    first = json.loads(test.read_text().splitlines()[0])
+    docs = [first["response"], *first["rejected_response"]]
+    want = [1 / (1 + math.exp(-x)) for x in rows[0]["scores"]]
+    port = free_port()
+    cmd = [sys.executable, "-m", "lmforge", "deploy", "--adapters", str(ckpt), "--port", str(port), "--api_key", "k"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_ready(proc, port)
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer k"}, timeout=60)
+        r = http.post("/v1/rerank", json={"query": first["query"], "documents": docs, "top_n": 2})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["id"].startswith("rerank-") and body["usage"]["total_tokens"] > 0 and len(body["results"]) == 2
+        best = sorted(range(4), key=lambda i: -want[i])[:2]
+        assert [x["index"] for x in body["results"]] == best
+        for x in body["results"]:
+            assert x["document"]["text"] == docs[x["index"]] and abs(x["relevance_score"] - want[x["index"]]) < 1e-5
+        r = http.post("/v1/score", json={"text_1": first["query"], "text_2": docs})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert [d["object"] for d in data] == ["score"] * 4
+        assert max(abs(d["score"] - w) for d, w in zip(data, want)) < 1e-5
+        pairwise = http.post("/v1/score", json={"text_1": [first["query"]] * 2, "text_2": docs[:2]}).json()["data"]
+        assert [round(d["score"], 5) for d in pairwise] == [round(w, 5) for w in want[:2]]
+        bad = [
+            ("/v1/rerank", {"query": "q", "documents": []}, "must not be empty"),
+            ("/v1/rerank", {"query": "q", "documents": ["d"], "top_k": 1}, "top_k"),
+            ("/v1/score", {"text_1": ["a", "b"], "text_2": ["c", "d", "e"]}, "give one text_1 or as many"),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}, "use /v1/rerank"),
+            ("/v1/embeddings", {"input": "hi"}, "/v1/embeddings needs a --task_type embedding model"),
+        ]
+        for route, payload, needle in bad:
+            r = http.post(route, json=payload)
+            assert r.status_code == 400 and needle in r.text, (route, r.status_code, r.text)
+        no_key = httpx.post(f"http://127.0.0.1:{port}/v1/score", json={"text_1": "a", "text_2": "b"}, timeout=30)
+        assert no_key.status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
