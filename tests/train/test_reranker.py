@@ -119,3 +119,25 @@ def check_deploy(ckpt, test, rows: list[dict]) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "task,flags,needle",
+    [
+        ("reranker", [], "data.jsonl:2: rejected_response: a reranker row needs a positive and at least one negative"),
+        ("reranker", ["--loss_type", "infonce"], "--loss_type infonce: not a reranker loss"),
+        (
+            "generative_reranker",
+            ["--generative_reranker_positive_token", "absolutely relevant"],
+            "--generative_reranker_positive_token 'absolutely relevant' is 3 tokens for this tokenizer",
+        ),
+    ],
+    ids=["row_without_negative", "embedding_loss", "multi_token_answer"],
+)
+def test_bad_reranker_input_one_line(tmp_path, tiny_llama, capsys, task, flags, needle):
+    rows = [{"query": "a", "response": "b", "rejected_response": ["c", "d"]}, {"query": "x", "response": "y"}]
+    data = write_rows(tmp_path / "data.jsonl", rows)
+    argv = ["sft", "--model", str(tiny_llama), "--dataset", str(data), "--task_type", task, *flags]
+    assert cli.main([*argv, "--output_dir", str(tmp_path / "o"), "--report_to", "none"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -28,6 +28,15 @@ def loss_name(job: Job) -> str:
     return name
 
 
+def row_problem(row: dict) -> str | None:
+    """What makes a row unusable for a reranker (train and `lmforge check`), or None."""
+    c = columns(row)
+    if c.positive is not None and c.negatives:
+        return None
+    part = "response" if c.positive is None else "rejected_response"
+    return f"{where(row)}: {part}: a reranker row needs a positive and at least one negative document"
+
+
 def groups(rows: list[dict], job: Job, generative: bool) -> Any:
     """Rows -> a Dataset of groups: `input_ids` (positive first, then negatives) and `labels` (1, 0, 0, ...)."""
     import datasets
@@ -37,13 +46,9 @@ def groups(rows: list[dict], job: Job, generative: bool) -> Any:
     tok, tmpl, use = job.setup.tokenizer, job.setup.template, job.args.task.use_chat_template
     max_length = job.args.template.max_length
     cols = [(r, columns(r)) for r in rows]
-    for row, c in cols:
-        if c.positive is None or not c.negatives:
-            part = "response" if c.positive is None else "rejected_response"
-            raise DataError(
-                f"{where(row)}: {part}: a reranker row needs a positive and at least one negative document",
-                hint="give `response` and `rejected_response` (or positive_messages/negative_messages)",
-            )
+    for row, _ in cols:
+        if (problem := row_problem(row)) is not None:
+            raise DataError(problem, hint="give `response` and `rejected_response` (or positive/negative_messages)")
     n_neg = min(min(len(c.negatives) for _, c in cols), int(os.environ.get("MAX_NEGATIVE_SAMPLES", "7")))
     out = []
     for _, c in cols:
