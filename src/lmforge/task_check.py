@@ -1,5 +1,6 @@
-"""`lmforge check --task_type seq_cls|embedding`: every row validated as training would read it (labels: type,
-range, number of classes; embedding rows: positives, pair labels), each problem one line naming file:row:field."""
+"""`lmforge check --task_type seq_cls|embedding|reranker|generative_reranker`: every row validated as training
+would read it (labels: type, range, number of classes; embedding rows: positives, pair labels; reranker rows: a
+positive and a negative), each problem one line naming file:row:field."""
 
 from __future__ import annotations
 
@@ -58,7 +59,24 @@ def _embedding(args: Any, setup: Any, rows: list[dict]) -> list[str]:
     return problems
 
 
-TASK_CHECKS = {"seq_cls": _seq_cls, "embedding": _embedding}
+def _reranker(args: Any, setup: Any, rows: list[dict]) -> list[str]:
+    from lmforge.data.pairs import columns
+    from lmforge.train.reranker import loss_name, row_problem
+
+    name = loss_name_of(args, loss_name)
+    negatives = Counter(len(columns(r).negatives) for r in rows)
+    print(f"{args.task.task_type}: --loss_type {name}; negatives per row: {dict(sorted(negatives.items()))}")
+    return [p for p in map(row_problem, rows) if p is not None]
+
+
+def loss_name_of(args: Any, pick: Any) -> str:
+    """The reranker loss the flags name (pick() reads a job's args; check has the args alone)."""
+    from types import SimpleNamespace
+
+    return pick(SimpleNamespace(args=args))
+
+
+TASK_CHECKS = {"seq_cls": _seq_cls, "embedding": _embedding, "reranker": _reranker, "generative_reranker": _reranker}
 
 
 def check_task(args: Any, setup: Any, data: Any) -> int:

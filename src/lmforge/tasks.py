@@ -55,6 +55,23 @@ register_task(
     runner="lmforge.infer.task_runner:EmbeddingRunner",
     routes=("/v1/embeddings",),
 )
+register_task(  # a one-score head over (query, document) pairs
+    "reranker",
+    auto_class="AutoModelForSequenceClassification",
+    peft_task_type="SEQ_CLS",
+    model_kwargs={"num_labels": 1},
+    trainer="lmforge.train.reranker:build",
+    runner="lmforge.infer.task_runner:RerankerRunner",
+    routes=("/v1/rerank", "/v1/score"),
+)
+register_task(  # Qwen3-Reranker style: logit(yes) - logit(no) of the causal LM at the last position
+    "generative_reranker",
+    auto_class="AutoModelForCausalLM",
+    peft_task_type="CAUSAL_LM",
+    trainer="lmforge.train.reranker:build",
+    runner="lmforge.infer.task_runner:GenerativeRerankerRunner",
+    routes=("/v1/rerank", "/v1/score"),
+)
 
 
 def get_task(name: str) -> Task:

@@ -26,6 +26,7 @@ FREE_TEXT = {
     "commit_message", "host", "api_key", "served_model_name", "server_name", "studio_title", "ref_model", "loss_type",
     "reward_model", "teacher_model",
     "labels",  # seq_cls class names
+    "generative_reranker_positive_token", "generative_reranker_negative_token",  # any one-token word
 }  # fmt: skip
 
 

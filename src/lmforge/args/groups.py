@@ -431,14 +431,24 @@ class RLHFArgs:
     )
 
 
-TASK_TYPES = ("causal_lm", "seq_cls", "embedding")  # entries of the task table (tasks.py)
+TASK_TYPES = (
+    "causal_lm",
+    "seq_cls",
+    "embedding",
+    "reranker",
+    "generative_reranker",
+)  # entries of the task table (tasks.py)
 
 
 @dataclass
 class TaskArgs:
     """What the model is trained to do (ms-swift's --task_type and its companions); sft only."""
 
-    task_type: str = flag("causal_lm", "causal_lm (chat), seq_cls (a classifier head) or embedding", choices=TASK_TYPES)
+    task_type: str = flag(
+        "causal_lm",
+        "causal_lm (chat), seq_cls (a classifier head), embedding, reranker or generative_reranker",
+        choices=TASK_TYPES,
+    )
     num_labels: int | None = flag(None, "seq_cls: number of classes (1 with regression)", **POSITIVE)
     problem_type: str | None = flag(
         None,
@@ -457,6 +467,14 @@ class TaskArgs:
         "embedding --loss_type infonce (in-batch negatives + hard negatives): softmax temperature (default "
         "$INFONCE_TEMPERATURE or 0.1)",
         gt=0,
+    )
+    generative_reranker_positive_token: str | None = flag(
+        None,
+        "generative_reranker: the relevant answer token (default $GENERATIVE_RERANKER_POSITIVE_TOKEN or yes)",
+    )
+    generative_reranker_negative_token: str | None = flag(
+        None,
+        "generative_reranker: the irrelevant answer token (default $GENERATIVE_RERANKER_NEGATIVE_TOKEN or no)",
     )
 
 

@@ -203,6 +203,8 @@ TASK_FLAGS = {
     "labels": ("seq_cls",),
     "pooling": ("embedding",),
     "infonce_temperature": ("embedding",),
+    "generative_reranker_positive_token": ("generative_reranker",),
+    "generative_reranker_negative_token": ("generative_reranker",),
 }
 
 

@@ -123,6 +123,9 @@ def _extras(row: dict, out: dict, used: set) -> dict:
         out[MEDIA_ALIASES.get(key, key)] = value
     if "rejected_response" in row and row["rejected_response"] is not None:
         out["rejected_response"] = _text(row, "rejected_response")
+        rejected = row["rejected_response"]
+        if isinstance(rejected, list) and len(rejected) > 1 and all(isinstance(r, str) for r in rejected):
+            out["rejected_responses"] = rejected  # every negative, for embedding/reranker rows (data/pairs.py)
     return out
 
 

@@ -29,7 +29,7 @@ def columns(row: dict) -> Columns:
     elif msgs and msgs[-1]["role"] == "assistant":  # `response`: the positive document
         positive, msgs = [{"role": "user", "content": msgs[-1]["content"]}], msgs[:-1]
     negatives = [_as_turns(n) for n in row.get("negative_messages") or []]
-    rejected = row.get("rejected_response")
+    rejected = row.get("rejected_responses") or row.get("rejected_response")  # the full list when given
     if rejected:
         negatives += [_as_turns(r) for r in (rejected if isinstance(rejected, list) else [rejected])]
     return Columns(msgs, positive, negatives, row.get("label"))

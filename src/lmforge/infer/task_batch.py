@@ -67,14 +67,37 @@ def _embedding(runner: Any, rows: list[dict]) -> tuple[list[dict], list[tuple[An
     return records, pairs, vectors
 
 
-BATCH = {"seq_cls": _seq_cls, "embedding": _embedding}  # task -> rows -> (records, metric pairs, vectors)
+def _rerank(runner: Any, rows: list[dict]) -> tuple[list[dict], list[tuple[Any, Any]], Any]:
+    """Each query's own documents (positive first, then negatives) scored; the positive's rank feeds the metric."""
+    from lmforge.data.pairs import columns
+
+    records, pairs = [], []
+    for row in rows:
+        c = columns(row)
+        docs = [d for d in (c.positive, *c.negatives) if d is not None]
+        scores = runner.score(runner.pair_texts(c.anchor, docs))
+        rec: dict[str, Any] = {"scores": scores, "messages": c.anchor}
+        if c.positive is not None:
+            # a tie puts the positive last: a model that scores everything alike earns no credit
+            ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i == 0))
+            pairs.append((ranked, 0))
+            rec["rank_of_positive"] = ranked.index(0) + 1
+        records.append(rec)
+    return records, pairs, None
+
+
+# task -> rows -> (records, metric pairs, vectors)
+BATCH = {"seq_cls": _seq_cls, "embedding": _embedding, "reranker": _rerank, "generative_reranker": _rerank}
+# tasks scored by another task's metrics: a reranker's rankings by the retrieval metrics
+METRIC_TASK = {"reranker": "embedding", "generative_reranker": "embedding"}
 
 
 def check_task_infer(args: Args, task: str) -> None:
     """Before anything loads: a metric that scores this task, and a dataset to answer."""
     metric = args.infer.metric
-    if metric and TASK_METRICS.get(metric) not in (task, "any"):
-        usable = [m for m, t in TASK_METRICS.items() if t in (task, "any")]
+    scored_as = METRIC_TASK.get(task, task)
+    if metric and TASK_METRICS.get(metric) not in (scored_as, "any"):
+        usable = [m for m, t in TASK_METRICS.items() if t in (scored_as, "any")]
         raise UserError(f"--metric {metric} does not score a {task} model", hint=f"use {', '.join(usable)}")
     if not (args.infer.load_data_args or args.data.val_dataset):
         raise UserError(f"a {task} checkpoint answers a dataset, not a chat", hint="pass --val_dataset FILE")

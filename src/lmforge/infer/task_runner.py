@@ -130,6 +130,37 @@ class EmbeddingRunner(TaskRunner):
         return np.concatenate(chunks).astype(np.float32)
 
 
+class RerankerRunner(TaskRunner):
+    task = "reranker"
+
+    def answer_tokens(self) -> tuple[int, int] | None:
+        return None
+
+    def pair_texts(self, query: list[dict], docs: list[list[dict]]) -> list[str]:
+        from lmforge.models.rerank import pair_text
+
+        generative = self.answer_tokens() is not None
+        return [pair_text(query, d, self.setup.template, self.use_chat_template, generative) for d in docs]
+
+    def score(self, texts: list[str]) -> list[float]:
+        """One relevance score per pair text (models/rerank.py), as training scored it."""
+        from lmforge.models.rerank import scores
+
+        tokens = self.answer_tokens()
+        out: list[float] = []
+        for batch in self.batches(texts):
+            out += scores(self.model, batch, tokens).cpu().tolist()
+        return out
+
+
+class GenerativeRerankerRunner(RerankerRunner):
+    task = "generative_reranker"
+
+    def answer_tokens(self) -> tuple[int, int] | None:
+        ids = self.raw.get("answer_token_ids") or [None, None]
+        return int(ids[0]), int(ids[1])
+
+
 def load_runner(resolved: ResolvedModel, max_batch_size: int = 16) -> TaskRunner:
     """The runner of the checkpoint's task (tasks.py `runner`)."""
     from lmforge.tasks import get_task, task_callable

@@ -1,5 +1,6 @@
-"""Serving a classifier or an embedding checkpoint (`sft --task_type ...`): OpenAI's `/v1/embeddings` (float or
-base64, batch input, token counts in `usage`) and vLLM's `/v1/classify`, behind the same API key and 400s as chat.
+"""Serving a classifier, embedding or reranker checkpoint (`sft --task_type ...`): OpenAI's `/v1/embeddings` (float
+or base64, batch input, token counts in `usage`) and vLLM's `/v1/classify`, `/v1/rerank` and `/v1/score`, behind the
+same API key and 400s as chat.
 
 A task checkpoint has no chat engine: the chat routes answer 400 naming its task and route, and the task routes on
 a chat model answer 400 naming the task they need. The app calls `add_task_routes` once (serve/app.py).
@@ -52,6 +53,46 @@ class EmbeddingRequest(_Inputs):
 
 class ClassifyRequest(_Inputs):
     pass
+
+
+def _nonempty(v: Any) -> Any:
+    items = [v] if isinstance(v, str) else v
+    if not items:
+        raise ValueError("must not be empty")
+    if any(not x for x in items):
+        raise ValueError("a text is empty")
+    return v
+
+
+class RerankRequest(BaseModel):
+    """vLLM's /v1/rerank: one query, its documents, the best `top_n` back (0: all)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    query: str
+    documents: list[str]
+    top_n: int = Field(default=0, ge=0)
+    truncate_prompt_tokens: int | None = None
+
+    @field_validator("query", "documents")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        return _nonempty(v)
+
+
+class ScoreRequest(BaseModel):
+    """vLLM's /v1/score: text_1 against each text_2 (one against many, or pairwise lists of one length)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = None
+    text_1: str | list[str]
+    text_2: str | list[str]
+    truncate_prompt_tokens: int | None = None
+
+    @field_validator("text_1", "text_2")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        return _nonempty(v)
 
 
 @dataclass
@@ -115,21 +156,43 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
     if runner is not None:
         app.add_middleware(_NotChat, task=task, route=routes[0] if routes else "")
 
-    def prepared(route: str, body: _Inputs) -> Any:
-        """The request's texts rendered as in training, or the error response."""
-        picked = pick_adapter(state, body.model)
+    def refused(route: str, model: str | None) -> Any:
+        """The error response for a wrong model name or a model of another task; None when the route serves."""
+        picked = pick_adapter(state, model)
         if not isinstance(picked, tuple):
             return picked
         if route not in routes:
             needs = "/".join(n for n, t in TASKS.items() if route in t.routes)
             return err(400, f"{route} needs a --task_type {needs} model; '{state.base_name}' has task {task}")
-        texts = runner.texts([[{"role": "user", "content": x}] for x in body.input])
+        return None
+
+    def too_long(texts: list[str], param: str) -> Any:
         limit = getattr(runner.model.config, "max_position_embeddings", None)
         for i, t in enumerate(texts):
             n = runner.count_tokens([t])
             if limit and n > limit:
-                return err(400, f"input[{i}]: {n} tokens exceed the model's context of {limit}", param="input")
-        return texts
+                return err(400, f"{param}[{i}]: {n} tokens exceed the model's context of {limit}", param=param)
+        return None
+
+    def prepared(route: str, body: _Inputs) -> Any:
+        """The request's texts rendered as in training, or the error response."""
+        if (bad := refused(route, body.model)) is not None:
+            return bad
+        texts = runner.texts([[{"role": "user", "content": x}] for x in body.input])
+        return too_long(texts, "input") or texts
+
+    def pair_scores(route: str, model: str | None, pairs: list[tuple[str, str]], param: str) -> Any:
+        """sigmoid(score) of each (query, document) pair, as vLLM's cross-encoder answers; or the error."""
+        import math
+
+        if (bad := refused(route, model)) is not None:
+            return bad
+        texts = [
+            runner.pair_texts([{"role": "user", "content": q}], [[{"role": "user", "content": d}]])[0] for q, d in pairs
+        ]
+        if (bad := too_long(texts, param)) is not None:
+            return bad
+        return [1.0 / (1.0 + math.exp(-s)) for s in runner.score(texts)], runner.count_tokens(texts)
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest) -> Any:
@@ -161,4 +224,42 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
             "model": state.base_name,
             "data": data,
             "usage": usage,
+        }
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankRequest) -> Any:
+        got = pair_scores("/v1/rerank", body.model, [(body.query, d) for d in body.documents], "documents")
+        if not isinstance(got, tuple):
+            return got
+        scores, n = got
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[: body.top_n or None]
+        results = [{"index": i, "document": {"text": body.documents[i]}, "relevance_score": scores[i]} for i in order]
+        return {
+            "id": f"rerank-{uuid.uuid4().hex}",
+            "model": state.base_name,
+            "usage": {"total_tokens": n},
+            "results": results,
+        }
+
+    @app.post("/v1/score")
+    async def score(body: ScoreRequest) -> Any:
+        t1 = [body.text_1] if isinstance(body.text_1, str) else body.text_1
+        t2 = [body.text_2] if isinstance(body.text_2, str) else body.text_2
+        if len(t1) == 1:
+            t1 = t1 * len(t2)
+        if len(t1) != len(t2):
+            return err(
+                400, f"text_1 has {len(t1)} texts and text_2 {len(t2)}: give one text_1 or as many", param="text_1"
+            )
+        got = pair_scores("/v1/score", body.model, list(zip(t1, t2)), "text_2")
+        if not isinstance(got, tuple):
+            return got
+        scores, n = got
+        return {
+            "id": f"score-{uuid.uuid4().hex}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": state.base_name,
+            "data": [{"index": i, "object": "score", "score": s} for i, s in enumerate(scores)],
+            "usage": {**_usage(n), "completion_tokens": 0},
         }
