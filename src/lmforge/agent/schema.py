@@ -118,12 +118,14 @@ def arguments_problem(value: Any, schema: dict, where: str = "arguments") -> str
     return None
 
 
-def call_problem(call: Any, schemas: dict[str, dict], where: str) -> Problem | None:
-    """An OpenAI-shaped call to an undeclared tool, or with arguments that are not JSON or do not fit."""
+def call_problem(call: Any, schemas: dict[str, dict] | None, where: str) -> Problem | None:
+    """An OpenAI-shaped call to an undeclared tool, or with arguments that are not JSON or do not fit. `schemas`
+    None: the row declares no tools at all (sharegpt function_call rows often don't), so only the shape and the
+    arguments' JSON are checked."""
     fn = call.get("function", call) if isinstance(call, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         return where, 'expected {"type": "function", "function": {"name", "arguments"}}'
-    if fn["name"] not in schemas:
+    if schemas is not None and fn["name"] not in schemas:
         known = ", ".join(schemas) or "none declared"
         return f"{where}.function.name", f"calls undeclared tool {fn['name']!r} (tools: {known})"
     args = fn.get("arguments", {})
@@ -132,6 +134,8 @@ def call_problem(call: Any, schemas: dict[str, dict], where: str) -> Problem | N
             args = json.loads(args)
         except json.JSONDecodeError as e:
             return f"{where}.function.arguments", f"not JSON ({e.msg} at char {e.pos})"
+    if schemas is None:
+        return None
     problem = arguments_problem(args, schemas[fn["name"]])
     return (f"{where}.function.arguments", f"do not fit the schema of {fn['name']!r}: {problem}") if problem else None
 
@@ -142,7 +146,7 @@ def messages_problem(messages: list[dict], tools: list | None, field: str = "mes
         found = tools_problem(tools)
         if found:
             return found
-    schemas, pending = tool_schemas(tools), 0
+    schemas, pending = (tool_schemas(tools) if tools is not None else None), 0
     for k, msg in enumerate(messages):
         if msg.get("role") == "assistant" and msg.get("tool_calls"):
             calls = msg["tool_calls"]
