@@ -5,11 +5,10 @@ official openai SDK's two-turn tool loop (call, tool result, final answer) works
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
-
-import os
 
 import openai
 import pytest
