@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.multimodal.demo import COLOURS, build_qwen2_5_vl, draw, save_hub_like  # noqa: F401 (fixtures' helpers)
+from lmforge.multimodal.demo import (  # noqa: F401 (fixtures' helpers)
+    COLOURS,
+    QWEN_VL_IDS,
+    TINY_TEXT,
+    build_qwen2_5_vl,
+    draw,
+    save_hub_like,
+)
 
 SMALL = 28 * 28 * 4  # min_pixels/max_pixels of the tests: every image is 2x2 patches, 1 token
 
@@ -26,24 +33,9 @@ def build_qwen2_vl(d: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     cfg = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=151936,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-            tie_word_embeddings=True,
-        ),
+        text_config=dict(TINY_TEXT),
         vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        bos_token_id=151643,
-        eos_token_id=151645,
-        pad_token_id=151643,
-        tie_word_embeddings=True,
+        **QWEN_VL_IDS,
     )
     save_hub_like(
         Qwen2VLForConditionalGeneration(cfg),

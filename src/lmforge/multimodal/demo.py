@@ -59,6 +59,29 @@ def save_hub_like(model, d: Path, processor_class: str, image_processor) -> None
     (d / "processor_config.json").write_text(json.dumps({"processor_class": processor_class}))
 
 
+# the tiny language model of the Qwen VL builders (the demo's and the tests'), on the real Qwen vocabulary
+TINY_TEXT = dict(
+    vocab_size=151936,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+    tie_word_embeddings=True,
+)
+# Qwen2-VL / Qwen2.5-VL special token ids in the Qwen tokenizer
+QWEN_VL_IDS = dict(
+    image_token_id=151655,
+    video_token_id=151656,
+    vision_start_token_id=151652,
+    bos_token_id=151643,
+    eos_token_id=151645,
+    pad_token_id=151643,
+    tie_word_embeddings=True,
+)
+
+
 def build_qwen2_5_vl(d: Path, seed: int = 0) -> Path:
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -66,14 +89,7 @@ def build_qwen2_5_vl(d: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     text = dict(
-        vocab_size=151936,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-        tie_word_embeddings=True,
+        TINY_TEXT,
         max_position_embeddings=2048,
         # wider embeddings than the default 0.02: a 64-wide model can then put a clear margin on one of 151k tokens
         initializer_range=0.1,
@@ -90,13 +106,7 @@ def build_qwen2_5_vl(d: Path, seed: int = 0) -> Path:
     cfg = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=vision,
-        image_token_id=151655,
-        video_token_id=151656,
-        vision_start_token_id=151652,
-        bos_token_id=151643,
-        eos_token_id=151645,
-        pad_token_id=151643,
-        tie_word_embeddings=True,
+        **QWEN_VL_IDS,
     )
     save_hub_like(
         Qwen2_5_VLForConditionalGeneration(cfg),
