@@ -100,7 +100,7 @@ def test_free_text_flags_are_known():
 
 @pytest.mark.parametrize("command", [n for n, c in cli.COMMANDS.items() if not c.raw])  # raw: takes a file
 def test_every_flag_rejects_bad_values_in_one_line(command, no_command_runs, capsys):
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the machine may be busy
     todo = cases(command, no_command_runs)
     assert todo  # `lmforge env` has only --external_plugins; web-ui a few; training commands over a hundred
     failures = []
@@ -112,7 +112,7 @@ def test_every_flag_rejects_bad_values_in_one_line(command, no_command_runs, cap
         if not ok or "Traceback" in err or out:
             failures.append(f"--{name} {value!r} ({what}): rc {rc}, stderr {err!r}")
     assert not failures, "\n".join(failures)
-    assert time.perf_counter() - t0 < 10  # no model, tokenizer or dataset: milliseconds per case
+    assert time.process_time() - t0 < 10  # no model, tokenizer or dataset: milliseconds per case
 
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))

@@ -162,10 +162,44 @@ def test_stage_picks_the_command_and_trains(lf_dir, stage, extra, checks, capsys
 
 
 def test_unsupported_keys_are_listed_in_one_line(lf_dir, capsys):
-    bad = {**LORA_SFT, "finetuning_type": "freeze", "rope_scaling": "linear", "lora_rnak": 4}
+    bad = {**LORA_SFT, "finetuning_type": "oft", "rope_scaling": "linear", "lora_rnak": 4}
     cfg = _write(lf_dir / "bad.yaml", bad)
     assert main(["sft", cfg]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"lmforge sft: error: {cfg}: LLaMA-Factory keys lmforge cannot run:")
-    assert "finetuning_type: freeze" in err[0] and "rope_scaling" in err[0] and "lora_rnak" in err[0]
+    assert "finetuning_type: oft" in err[0] and "rope_scaling" in err[0] and "lora_rnak" in err[0]
     assert not (lf_dir / "saves").exists()
+
+
+def test_reward_then_ppo_stages_run_as_in_llamafactory(lf_dir, capsys):
+    """LLaMA-Factory's rm then ppo examples: the reward LoRA trained by stage rm scores stage ppo's rollouts."""
+    rm = {**LORA_SFT, "stage": "rm", "dataset": "dpo_en_demo", "output_dir": "saves/tiny/lora/reward"}
+    assert main(["sft", _write(lf_dir / "rm.yaml", rm)]) == 0
+    reward = only_run(lf_dir / "saves/tiny/lora/reward") / "checkpoint-2"
+    assert _args(reward.parent)["rlhf_type"] == "rm"
+    # examples/train_lora/llama3_lora_ppo.yaml: reward_model names the rm stage's LoRA output, generation keys beside
+    ppo = {**LORA_SFT, "stage": "ppo", "reward_model": str(reward), "output_dir": "saves/tiny/lora/ppo"}
+    ppo |= {"max_new_tokens": 4, "top_k": 0, "top_p": 0.9, "per_device_train_batch_size": 2}
+    assert main(["sft", _write(lf_dir / "ppo.yaml", ppo)]) == 0, capsys.readouterr().err[-2000:]
+    run = only_run(lf_dir / "saves/tiny/lora/ppo")
+    a = _args(run)
+    assert a["rlhf_type"] == "ppo" and a["reward_model"] == str(reward) and a["max_completion_length"] == 4
+    assert (run / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    assert "stage ppo runs as `lmforge rlhf`" in capsys.readouterr().err
+
+
+def test_freeze_trains_only_the_last_layers(lf_dir, tiny_llama):
+    """finetuning_type freeze (examples/train_full/..._freeze): the last freeze_trainable_layers layers learn."""
+    from safetensors.torch import load_file
+
+    cfg = {**LORA_SFT, "finetuning_type": "freeze", "freeze_trainable_layers": 1, "output_dir": "freeze"}
+    cfg |= {"freeze_trainable_modules": "mlp", "learning_rate": 1e-2}
+    assert main(["sft", _write(lf_dir / "freeze.yaml", cfg)]) == 0
+    run = only_run(lf_dir / "freeze")
+    a = _args(run)
+    last = json.loads((tiny_llama / "config.json").read_text())["num_hidden_layers"] - 1
+    assert a["tuner_type"] == "full" and a["trainable_parameters"] == [f"model.layers.{last}.mlp."]
+    before = load_file(next(tiny_llama.glob("*.safetensors")))
+    after = load_file(run / "checkpoint-2" / "model.safetensors")
+    changed = {k for k in before if not before[k].equal(after[k])}
+    assert changed and all(k.startswith(f"model.layers.{last}.mlp.") for k in changed), changed

@@ -406,6 +406,8 @@ class RLHFArgs:
     center_rewards_coefficient: float | None = flag(None, "RM: push rewards towards zero mean", ge=0)
     max_completion_length: int = flag(512, "tokens sampled per completion (GRPO/PPO/GKD)", **POSITIVE)
     temperature: float = flag(0.9, "sampling temperature for GRPO/PPO/GKD rollouts", gt=0)
+    top_p: float = flag(1.0, "GRPO/PPO rollouts: nucleus sampling (1.0 is off)", gt=0, le=1)
+    top_k: int = flag(0, "GRPO/PPO rollouts: top-k sampling (0 is off)", ge=0)
     num_generations: int = flag(8, "GRPO completions per prompt", ge=2)
     reward_funcs: list[str] = flag(
         [], "GRPO rewards: accuracy, format, cosine, repetition, soft_overlong, or plug-ins", kind="reward"

@@ -69,6 +69,7 @@ RENAMED = {
     "ref_model": "ref_model",
     "reward_model": "reward_model",
     "ppo_epochs": "num_ppo_epochs",
+    "max_new_tokens": "max_completion_length",  # LLaMA-Factory's PPO rollout length (generating_args)
     "use_galore": "use_galore",
     "galore_rank": "galore_rank",
     "galore_update_interval": "galore_update_proj_gap",
@@ -164,11 +165,39 @@ def _stage(t: Translation, value: Any, _data: dict[str, Any]) -> None:
         t.flags["rlhf_type"] = rlhf_type
 
 
-def _finetuning_type(t: Translation, value: Any, _data: dict[str, Any]) -> None:
-    if value not in ("lora", "full"):
-        t.refused.append(f"finetuning_type: {value} (use lora or full; full takes freeze_parameters_ratio)")
+def _finetuning_type(t: Translation, value: Any, data: dict[str, Any]) -> None:
+    if value == "freeze":
+        _freeze(t, data)
+    elif value in ("lora", "full"):
+        t.flags["tuner_type"] = value
+    else:
+        t.refused.append(f"finetuning_type: {value} (LLaMA-Factory's are lora, freeze and full)")
+
+
+def _layer_count(model: Any) -> int | None:
+    """num_hidden_layers of a local model folder (None for a hub id or an unreadable config)."""
+    try:
+        cfg = json.loads((Path(str(model)) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    n = cfg.get("num_hidden_layers", (cfg.get("text_config") or {}).get("num_hidden_layers"))
+    return n if isinstance(n, int) else None
+
+
+def _freeze(t: Translation, data: dict[str, Any]) -> None:
+    """finetuning_type freeze: full training of the last (or, negative, first) N decoder layers, as
+    LLaMA-Factory's freeze_trainable_layers / _modules / freeze_extra_modules pick them."""
+    layers = _layer_count(data.get("model_name_or_path"))
+    if layers is None:
+        t.refused.append("finetuning_type: freeze (needs a local model_name_or_path: the layer count comes from it)")
         return
-    t.flags["tuner_type"] = value
+    n = int(data.get("freeze_trainable_layers", 2))
+    picked = range(max(layers - n, 0), layers) if n > 0 else range(min(-n, layers))
+    modules = _split(data.get("freeze_trainable_modules", "all"))
+    inside = [""] if modules == ["all"] else [f"{m}." for m in modules]
+    keep = [f"model.layers.{i}.{m}" for i in picked for m in inside]
+    keep += [f"model.{m}" if not m.startswith("lm_head") else m for m in _split(data.get("freeze_extra_modules", []))]
+    t.flags |= {"tuner_type": "full", "freeze_parameters_ratio": 1.0, "trainable_parameters": keep}
 
 
 def _lora_target(t: Translation, value: Any, _data: dict[str, Any]) -> None:
@@ -256,7 +285,9 @@ CONVERTED: dict[str, Callable[[Translation, Any, dict[str, Any]], None]] = {
     "use_unsloth": _when_true("tuner_backend", lambda d: "unsloth"),
     "pissa_init": _when_true("init_weights", lambda d: f"pissa_niter_{d.get('pissa_iter', 16)}"),
 }
-CONSUMED = {"dataset_dir", "max_samples", "quantization_method", "pissa_iter"}  # read by the converters above
+# read by the converters above
+CONSUMED = {"dataset_dir", "max_samples", "quantization_method", "pissa_iter"}
+CONSUMED |= {"freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules"}
 
 
 def translate(data: dict[str, Any], source: str, known_flags: set[str] = frozenset()) -> Translation:
@@ -280,6 +311,11 @@ def translate(data: dict[str, Any], source: str, known_flags: set[str] = frozens
             t.flags[key] = value
         else:
             t.refused.append(key)
+    if t.flags.get("rlhf_type") == "ppo":  # lmforge's PPO loop is one process without a DataLoader pool
+        if t.flags.pop("dataloader_num_workers", None) is not None:
+            t.no_effect.append("dataloader_num_workers")
+        if t.flags.get("gradient_accumulation_steps") == 1:  # 1 is the same as not accumulating
+            t.flags.pop("gradient_accumulation_steps")
     if t.command != "rlhf" and "max_length" in t.flags:  # LLaMA-Factory truncates long rows instead of dropping
         t.flags.setdefault("truncation_strategy", "right")
     if t.refused:

@@ -102,7 +102,8 @@ class PPO:
         from lmforge.infer.engine import SamplingConfig
 
         ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
-        cfg = SamplingConfig(max_new_tokens=self.r.max_completion_length, temperature=self.r.temperature)
+        r = self.r
+        cfg = SamplingConfig(r.max_completion_length, r.temperature, top_p=r.top_p, top_k=r.top_k)
         done = self.engine.generate(ids, cfg)
         width, length = max(len(x) for x in ids), max(max(len(c.token_ids) for c in done), 1)
         pad = self.engine.frontend.pad_id
@@ -283,7 +284,7 @@ class PPO:
 
 _USES = {"max_completion_length", "temperature", "reward_funcs", "reward_weights", "reward_model", "log_completions"}
 _USES |= {"num_ppo_epochs", "kl_coef", "cliprange", "cliprange_value", "vf_coef", "gamma", "lam"}
-_USES |= {"soft_max_length", "soft_cache_length"}
+_USES |= {"soft_max_length", "soft_cache_length", "top_p", "top_k"}
 # our own loop: one process, no evaluation, no Trainer integrations
 _LOOP_LACKS = {"gradient_accumulation_steps", "eval_steps", "per_device_eval_batch_size", "val_dataset"}
 _LOOP_LACKS |= {"split_dataset_ratio", "deepspeed", "fsdp", "dataloader_num_workers"}

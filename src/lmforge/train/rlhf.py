@@ -130,6 +130,8 @@ def _grpo(job: Job) -> dict[str, Any]:
         num_generations=r.num_generations,
         max_completion_length=r.max_completion_length,
         temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
         use_vllm=r.use_vllm,
         **({"vllm_mode": "colocate"} if r.use_vllm else {}),
         **({"loss_type": t.loss_type} if t.loss_type else {}),
@@ -167,7 +169,8 @@ class EngineRollout:
         if self.engine is None or self.engine.model is not model:
             self.engine = PtEngine(model, self.template, max_batch_size=max(16, len(prompts)))
         ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
-        cfg = SamplingConfig(max_new_tokens=self.r.max_completion_length, temperature=self.r.temperature)
+        r = self.r
+        cfg = SamplingConfig(r.max_completion_length, r.temperature, top_p=r.top_p, top_k=r.top_k)
         done = self.engine.generate(ids, cfg)
         return {"prompt_ids": ids, "completion_ids": [c.token_ids for c in done], "logprobs": None}
 
@@ -241,7 +244,7 @@ trl_method(
     "grpo",
     TrlSpec("grpo", rows.prompt, _grpo, default_beta=0.04, inputs=_grpo_inputs),
     {"beta", "loss_type", "num_generations", "max_completion_length", "temperature", "reward_funcs", "reward_weights"}
-    | {"use_vllm", "log_completions", "soft_max_length", "soft_cache_length"},
+    | {"top_p", "top_k", "use_vllm", "log_completions", "soft_max_length", "soft_cache_length"},
     check=_check_grpo,
 )
 trl_method(
