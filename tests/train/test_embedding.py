@@ -110,6 +110,12 @@ def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
         assert got.usage.prompt_tokens == got.usage.total_tokens > 16
         one = client.embeddings.create(model=name, input=queries[3], encoding_format="float")
         assert np.abs(np.array(one.data[0].embedding) - vectors[3]).max() < 1e-6
+        ids = tok(texts[3])["input_ids"]  # token ids in (OpenAI's other input form) reach the model as they are
+        by_ids = client.embeddings.create(model=name, input=[ids, ids[:-1]], encoding_format="float")
+        assert np.abs(np.array(by_ids.data[0].embedding) - vectors[3]).max() < 1e-5
+        assert by_ids.usage.prompt_tokens == 2 * len(ids) - 1
+        with pytest.raises(openai.BadRequestError, match=r"input\[0\]: token id 10000000 is outside the vocabulary"):
+            client.embeddings.create(model=name, input=[10**7])
         with pytest.raises(openai.BadRequestError, match="task is embedding, not chat: use /v1/embeddings"):
             client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.BadRequestError, match="must not be empty"):
@@ -161,3 +167,23 @@ def test_bad_embedding_input_one_line(tmp_path, tiny_llama, capsys, rows, flags,
     assert cli.main([*argv, "--output_dir", str(tmp_path / "o"), "--report_to", "none"]) != 0
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_pooling_follows_the_model_family(tmp_path):
+    """Without --pooling: the last token for decoder families (Qwen3-Embedding's), the first ([CLS]) for BERT-style
+    encoders (gte-modernbert's), as ms-swift's embedding models; padding on either side finds the real tokens."""
+    import torch
+
+    from lmforge.models.pooling import pool, pooling_for
+
+    for model_type, want in (("qwen3", "last"), ("llama", "last"), ("modernbert", "cls"), ("some_new_lm", "last")):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        assert pooling_for(tmp_path) == want, model_type
+    assert pooling_for(tmp_path, "mean") == "mean"
+    hidden = torch.randn(2, 4, 8)
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 0]])  # left-padded, right-padded
+    unit = torch.nn.functional.normalize
+    assert torch.allclose(pool(hidden, mask, "cls"), unit(torch.stack([hidden[0, 1], hidden[1, 0]]), dim=-1))
+    assert torch.allclose(pool(hidden, mask, "last"), unit(torch.stack([hidden[0, 3], hidden[1, 2]]), dim=-1))
+    mean = torch.stack([hidden[0, 1:].mean(0), hidden[1, :3].mean(0)])
+    assert torch.allclose(pool(hidden, mask, "mean"), unit(mean, dim=-1), atol=1e-6)
