@@ -5,17 +5,17 @@ sentence-transformers with the same vectors; `lmforge deploy` answers the offici
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lmforge import cli
-from tests.serve.conftest import free_port, wait_ready
+from tests.serve.conftest import free_port
 from tests.train.helpers import only_run
 
 TOPICS = (
@@ -65,7 +65,41 @@ def base_recall(ckpt: Path, data: Path, capsys) -> float:
     return metric(capsys.readouterr().out, "recall@1")
 
 
-def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
+@contextlib.contextmanager
+def deployed_in_thread(monkeypatch, argv: list[str]):
+    """`lmforge deploy ARGV` through the CLI (flag checks, task serving, a uvicorn server on a real port) in a thread
+    of this process, where torch is already imported (a subprocess would import it again); stopped at the end."""
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    servers: list = []
+
+    def run(app, **kwargs) -> None:  # uvicorn.run, keeping the server so that the test can stop it
+        servers.append(uvicorn.Server(uvicorn.Config(app, **kwargs)))
+        servers[-1].run()
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    port = free_port()
+    thread = threading.Thread(target=cli.main, args=(["deploy", *argv, "--port", str(port)],), daemon=True)
+    thread.start()
+    deadline = time.time() + 240
+    while True:
+        assert thread.is_alive() and time.time() < deadline, "deploy did not start"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield port
+    finally:
+        servers[0].should_exit = True
+        thread.join(30)
+
+
+def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys, monkeypatch):
     import openai
     from sentence_transformers import SentenceTransformer
 
@@ -97,11 +131,7 @@ def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
     texts = [tok.apply_chat_template(r["messages"], tokenize=False) + tok.eos_token for r in records]
     assert np.abs(st.encode(texts) - vectors).max() < 1e-5
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "lmforge", "deploy", "--adapters", str(ckpt), "--port", str(port), "--api_key", "k"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_ready(proc, port)
+    with deployed_in_thread(monkeypatch, ["--adapters", str(ckpt), "--api_key", "k"]) as port:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
         name = client.models.list().data[0].id
         queries = [r["messages"][-1]["content"] for r in records]
@@ -122,9 +152,6 @@ def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
             client.embeddings.create(model=name, input=[])
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="no").embeddings.create(model=name, input="x")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_embeddings_route_on_a_chat_model_names_the_task():
