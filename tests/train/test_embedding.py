@@ -5,17 +5,17 @@ sentence-transformers with the same vectors; `lmforge deploy` answers the offici
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lmforge import cli
-from tests.serve.conftest import free_port, wait_ready
+from tests.serve.conftest import free_port
 from tests.train.helpers import only_run
 
 TOPICS = (
@@ -65,7 +65,41 @@ def base_recall(ckpt: Path, data: Path, capsys) -> float:
     return metric(capsys.readouterr().out, "recall@1")
 
 
-def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
+@contextlib.contextmanager
+def deployed_in_thread(monkeypatch, argv: list[str]):
+    """`lmforge deploy ARGV` through the CLI (flag checks, task serving, a uvicorn server on a real port) in a thread
+    of this process, where torch is already imported (a subprocess would import it again); stopped at the end."""
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    servers: list = []
+
+    def run(app, **kwargs) -> None:  # uvicorn.run, keeping the server so that the test can stop it
+        servers.append(uvicorn.Server(uvicorn.Config(app, **kwargs)))
+        servers[-1].run()
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    port = free_port()
+    thread = threading.Thread(target=cli.main, args=(["deploy", *argv, "--port", str(port)],), daemon=True)
+    thread.start()
+    deadline = time.time() + 240
+    while True:
+        assert thread.is_alive() and time.time() < deadline, "deploy did not start"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield port
+    finally:
+        servers[0].should_exit = True
+        thread.join(30)
+
+
+def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys, monkeypatch):
     import openai
     from sentence_transformers import SentenceTransformer
 
@@ -97,11 +131,7 @@ def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
     texts = [tok.apply_chat_template(r["messages"], tokenize=False) + tok.eos_token for r in records]
     assert np.abs(st.encode(texts) - vectors).max() < 1e-5
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "lmforge", "deploy", "--adapters", str(ckpt), "--port", str(port), "--api_key", "k"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_ready(proc, port)
+    with deployed_in_thread(monkeypatch, ["--adapters", str(ckpt), "--api_key", "k"]) as port:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
         name = client.models.list().data[0].id
         queries = [r["messages"][-1]["content"] for r in records]
@@ -110,15 +140,18 @@ def test_infonce_learns_infer_export_deploy(tmp_path, tiny_llama, capsys):
         assert got.usage.prompt_tokens == got.usage.total_tokens > 16
         one = client.embeddings.create(model=name, input=queries[3], encoding_format="float")
         assert np.abs(np.array(one.data[0].embedding) - vectors[3]).max() < 1e-6
+        ids = tok(texts[3])["input_ids"]  # token ids in (OpenAI's other input form) reach the model as they are
+        by_ids = client.embeddings.create(model=name, input=[ids, ids[:-1]], encoding_format="float")
+        assert np.abs(np.array(by_ids.data[0].embedding) - vectors[3]).max() < 1e-5
+        assert by_ids.usage.prompt_tokens == 2 * len(ids) - 1
+        with pytest.raises(openai.BadRequestError, match=r"input\[0\]: token id 10000000 is outside the vocabulary"):
+            client.embeddings.create(model=name, input=[10**7])
         with pytest.raises(openai.BadRequestError, match="task is embedding, not chat: use /v1/embeddings"):
             client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.BadRequestError, match="must not be empty"):
             client.embeddings.create(model=name, input=[])
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="no").embeddings.create(model=name, input="x")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_embeddings_route_on_a_chat_model_names_the_task():
@@ -161,3 +194,23 @@ def test_bad_embedding_input_one_line(tmp_path, tiny_llama, capsys, rows, flags,
     assert cli.main([*argv, "--output_dir", str(tmp_path / "o"), "--report_to", "none"]) != 0
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_pooling_follows_the_model_family(tmp_path):
+    """Without --pooling: the last token for decoder families (Qwen3-Embedding's), the first ([CLS]) for BERT-style
+    encoders (gte-modernbert's), as ms-swift's embedding models; padding on either side finds the real tokens."""
+    import torch
+
+    from lmforge.models.pooling import pool, pooling_for
+
+    for model_type, want in (("qwen3", "last"), ("llama", "last"), ("modernbert", "cls"), ("some_new_lm", "last")):
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        assert pooling_for(tmp_path) == want, model_type
+    assert pooling_for(tmp_path, "mean") == "mean"
+    hidden = torch.randn(2, 4, 8)
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 0]])  # left-padded, right-padded
+    unit = torch.nn.functional.normalize
+    assert torch.allclose(pool(hidden, mask, "cls"), unit(torch.stack([hidden[0, 1], hidden[1, 0]]), dim=-1))
+    assert torch.allclose(pool(hidden, mask, "last"), unit(torch.stack([hidden[0, 3], hidden[1, 2]]), dim=-1))
+    mean = torch.stack([hidden[0, 1:].mean(0), hidden[1, :3].mean(0)])
+    assert torch.allclose(pool(hidden, mask, "mean"), unit(mean, dim=-1), atol=1e-6)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from lmforge import cli
+from tests.conftest import run_cli
+from tests.serve.conftest import free_port
 from tests.train.helpers import only_run
 
 POS = ["great", "wonderful", "lovely", "excellent", "fantastic", "superb", "brilliant", "delightful"]
@@ -44,19 +46,23 @@ def last_line(text: str, needle: str) -> str:
 TRAIN = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--report_to", "none"]
 
 
-def test_seq_cls_train_infer_export(tmp_path, tiny_llama, capsys):
+def test_seq_cls_ddp_train_infer_export(tmp_path, tiny_llama, capsys):
+    """Trained by two torchrun ranks (gloo): one run folder, a checkpoint both ranks wrote, and it learned."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     train = write_rows(tmp_path / "train.jsonl", sentiment_rows(48, 0))
     test = write_rows(tmp_path / "test.jsonl", sentiment_rows(16, 1))
     argv = ["sft", "--model", str(tiny_llama), "--dataset", str(train), "--task_type", "seq_cls"]
-    argv += ["--labels", "pos", "neg", "--max_steps", "20", "--learning_rate", "2e-3", "--save_steps", "20"]
-    argv += ["--use_chat_template", "false"]
-    assert cli.main([*argv, *TRAIN, "--torch_dtype", "float32", "--output_dir", str(tmp_path / "o")]) == 0
-    ckpt = only_run(tmp_path / "o") / "checkpoint-20"
+    argv += ["--labels", "pos", "neg", "--max_steps", "10", "--learning_rate", "4e-3", "--save_steps", "10"]
+    argv += ["--use_chat_template", "false", *TRAIN, "--torch_dtype", "float32", "--output_dir", str(tmp_path / "o")]
+    r = run_cli(*argv, env={"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "rank 0/2 trained 10 steps" in r.stdout and "rank 1/2 trained 10 steps" in r.stdout
+    ckpt = only_run(tmp_path / "o") / "checkpoint-10"
+    assert (ckpt / "adapter_model.safetensors").is_file() and (ckpt / "rng_state_1.pth").is_file()
     saved = json.loads((ckpt / "args.json").read_text())
-    assert saved["task_type"] == "seq_cls"
+    assert (saved["task_type"], saved["world_size"]) == ("seq_cls", 2)
     assert saved["label_spec"] == {
         "problem_type": "single_label_classification",
         "num_labels": 2,

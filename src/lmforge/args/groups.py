@@ -462,7 +462,10 @@ class TaskArgs:
         True, "seq_cls/embedding: render rows with the chat template (false: the turns' plain text)"
     )
     pooling: str | None = flag(
-        None, "embedding: last (last token; default) or mean over tokens", choices=("last", "mean")
+        None,
+        "embedding: last (last token), mean (over tokens) or cls (first token); default: the model family's "
+        "(last for causal LMs, cls for BERT-style encoders)",
+        choices=("last", "mean", "cls"),
     )
     infonce_temperature: float | None = flag(
         None,

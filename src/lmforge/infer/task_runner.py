@@ -73,6 +73,16 @@ class TaskRunner:
             with torch.inference_mode():
                 yield {k: v.to(device) for k, v in enc.items()}
 
+    def id_batches(self, arrays: list[list[int]]) -> Any:
+        """Token id arrays as they are (no template), padded as the tokenizer pads, in slices."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        for i in range(0, len(arrays), self.max_batch_size):
+            enc = self.tokenizer.pad({"input_ids": arrays[i : i + self.max_batch_size]}, return_tensors="pt")
+            with torch.inference_mode():
+                yield {k: v.to(device) for k, v in enc.items()}
+
     def count_tokens(self, texts: list[str]) -> int:
         ids = self.tokenizer(texts, add_special_tokens=self.add_special)["input_ids"]
         return sum(len(x) for x in ids)
@@ -116,13 +126,20 @@ class EmbeddingRunner(TaskRunner):
 
     def embed(self, texts: list[str]) -> Any:
         """Normalised embeddings (numpy, float32), pooled as in training."""
+        return self.embed_batches(self.batches(texts))
+
+    def embed_ids(self, arrays: list[list[int]]) -> Any:
+        """Embeddings of token id arrays given as they are (OpenAI's token input)."""
+        return self.embed_batches(self.id_batches(arrays))
+
+    def embed_batches(self, batches: Any) -> Any:
         import numpy as np
 
         from lmforge.models.pooling import pool
 
         mode = self.raw.get("pooling") or "last"
         chunks = []
-        for batch in self.batches(texts):
+        for batch in batches:
             hidden = self.model(**batch).last_hidden_state
             chunks.append(pool(hidden, batch["attention_mask"], mode).float().cpu().numpy())
         if not chunks:

@@ -15,8 +15,14 @@ from lmforge.errors import UserError
 if TYPE_CHECKING:
     from lmforge.templates.encode import ChatTemplate
 
-# the instruction of Qwen3-Reranker's prompt; the answer token is read right after "Relevant:"
-INSTRUCTION = 'Judge whether the Document meets the requirements based on the Query. Answer only "yes" or "no".'
+# Qwen3-Reranker's prompt: this system turn, a user turn `<Instruct>: ...\n<Query>: ...\n<Document>: ...`, then the
+# assistant's header with an empty reasoning block (Qwen3's template renders it with enable_thinking=False); the
+# answer token is read at the last position
+SYSTEM = (
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
+    'Note that the answer can only be "yes" or "no".'
+)
+INSTRUCT = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 def pair_text(
@@ -27,10 +33,14 @@ def pair_text(
 
     q = "\n".join(str(m.get("content") or "") for m in query)
     d = "\n".join(str(m.get("content") or "") for m in doc)
-    body = f"<Query>: {q}\n<Document>: {d}"
-    if generative:
-        body = f"{INSTRUCTION}\n{body}\nRelevant:"
-    return task_text([{"role": "user", "content": body}], template, use_chat_template)
+    if not generative:
+        return task_text([{"role": "user", "content": f"<Query>: {q}\n<Document>: {d}"}], template, use_chat_template)
+    if not use_chat_template:  # plain text: the pair, and a cue where the answer goes
+        return f"<Query>: {q}\n<Document>: {d}\nRelevant:"
+    user = f"<Instruct>: {INSTRUCT}\n<Query>: {q}\n<Document>: {d}"
+    turns = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    # Qwen3's template closes the generation prompt with the empty reasoning block; others end at the header
+    return template.render(turns, add_generation_prompt=True, enable_thinking=False)
 
 
 def answer_tokens(tokenizer: Any, positive: str | None, negative: str | None) -> tuple[int, int]:

@@ -47,8 +47,20 @@ class _Inputs(BaseModel):
 
 
 class EmbeddingRequest(_Inputs):
+    """OpenAI's: text(s), or token ids (one array or a batch of them), which reach the model as they are."""
+
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
+
+    @field_validator("input")
+    @classmethod
+    def _texts(cls, v: Any) -> Any:
+        items = [v] if isinstance(v, str) or (v and all(isinstance(x, int) for x in v)) else v
+        if not items:
+            raise ValueError("must not be empty")
+        if any(not x for x in items):
+            raise ValueError("an input string or token array is empty")
+        return items
 
 
 class ClassifyRequest(_Inputs):
@@ -175,11 +187,24 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
         return None
 
     def prepared(route: str, body: _Inputs) -> Any:
-        """The request's texts rendered as in training, or the error response."""
+        """The request's texts rendered as in training (token id arrays as they are), or the error response."""
         if (bad := refused(route, body.model)) is not None:
             return bad
+        if not isinstance(body.input[0], str):
+            return token_problem(body.input) or body.input
         texts = runner.texts([[{"role": "user", "content": x}] for x in body.input])
         return too_long(texts, "input") or texts
+
+    def token_problem(arrays: list[list[int]]) -> Any:
+        vocab = len(runner.tokenizer)
+        limit = getattr(runner.model.config, "max_position_embeddings", None)
+        for i, ids in enumerate(arrays):
+            if bad := [t for t in ids if not 0 <= t < vocab]:
+                message = f"input[{i}]: token id {bad[0]} is outside the vocabulary (0..{vocab - 1})"
+                return err(400, message, param="input")
+            if limit and len(ids) > limit:
+                return err(400, f"input[{i}]: {len(ids)} tokens exceed the model's context of {limit}", param="input")
+        return None
 
     def pair_scores(route: str, model: str | None, pairs: list[tuple[str, str]], param: str) -> Any:
         """sigmoid(score) of each (query, document) pair, as vLLM's cross-encoder answers; or the error."""
@@ -199,14 +224,16 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
         texts = prepared("/v1/embeddings", body)
         if not isinstance(texts, list):
             return texts
-        vectors = runner.embed(texts)
+        ids = texts if not isinstance(texts[0], str) else None
+        vectors = runner.embed(texts) if ids is None else runner.embed_ids(ids)
         if body.dimensions is not None and body.dimensions != vectors.shape[1]:
             return err(400, f"dimensions: this model gives {vectors.shape[1]}-d embeddings", param="dimensions")
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
             for i, v in enumerate(vectors)
         ]
-        return {"object": "list", "data": data, "model": state.base_name, "usage": _usage(runner.count_tokens(texts))}
+        n = runner.count_tokens(texts) if ids is None else sum(len(x) for x in ids)
+        return {"object": "list", "data": data, "model": state.base_name, "usage": _usage(n)}
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest) -> Any:
@@ -227,6 +254,8 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
         }
 
     @app.post("/v1/rerank")
+    @app.post("/v2/rerank")  # vLLM's aliases (Cohere's v2 path and the bare one), same request and answer
+    @app.post("/rerank")
     async def rerank(body: RerankRequest) -> Any:
         got = pair_scores("/v1/rerank", body.model, [(body.query, d) for d in body.documents], "documents")
         if not isinstance(got, tuple):
@@ -242,6 +271,7 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
         }
 
     @app.post("/v1/score")
+    @app.post("/score")
     async def score(body: ScoreRequest) -> Any:
         t1 = [body.text_1] if isinstance(body.text_1, str) else body.text_1
         t2 = [body.text_2] if isinstance(body.text_2, str) else body.text_2

@@ -1,6 +1,6 @@
 """`lmforge sft --task_type embedding --loss_type infonce|cosine_similarity|contrastive|online_contrastive`: any
-causal LM's trunk (AutoModel) as a sentence embedder — last-token (or mean) pooling, normalised — trained with
-sentence-transformers' losses (ms-swift's embedding losses are copies of them, margin 0.5 included).
+causal LM's trunk (AutoModel) as a sentence embedder — pooled as its family is (models/pooling.py), normalised —
+trained with sentence-transformers' losses (ms-swift's embedding losses are copies of them, margin 0.5 included).
 
 Row forms: ms-swift's (data/pairs.py), `label` for the pairwise losses.
 """
@@ -120,7 +120,7 @@ def check_infonce_batch(job: Job, cols: dict[str, list]) -> None:
 def build(job: Job) -> Any:
     import datasets
 
-    from lmforge.models.pooling import POOLING_MODES
+    from lmforge.models.pooling import POOLING_MODES, pooling_for
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
     from lmforge.train.seq_cls import refuse_lm_flags, rows_of, task_trainer
@@ -141,7 +141,7 @@ def build(job: Job) -> Any:
     val_cols = table(val_rows, job, name, spec) if val_rows else None
     if not spec.pairwise:
         check_infonce_batch(job, train_cols)
-    mode = job.args.task.pooling or "last"
+    mode = pooling_for(job.setup.model_dir, job.args.task.pooling)
     # text modality only: sentence-transformers 6.2 otherwise wraps every string in the tokenizer's chat template
     # itself (its "message" modality), on top of ours; pinned here, it is saved with the checkpoint
     text_only = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
