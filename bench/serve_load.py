@@ -80,6 +80,8 @@ def main() -> None:
             str(a.clients),
             "--infer_backend",
             a.infer_backend,
+            "--served_model_name",
+            "SmolLM2-135M-Instruct",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -114,3 +114,31 @@ def test_rows_leave_on_their_own_stop_and_async_streams_interleave(engines):
     assert order != sorted(order)  # tokens of different rows interleave: one running batch
     time.sleep(0.5)
     assert fast.continuous.rows == {}  # every row left the loop, the abandoned one included
+
+
+def test_the_server_streams_concurrent_requests_through_the_loop(engines):
+    """The deploy app on the continuous engine, the official openai client, concurrent streaming requests: all of
+    them ran in the loop and each got its one-request greedy answer."""
+    import httpx
+    import openai
+
+    from lmforge.serve.app import build_app
+    from lmforge.serve.state import ServeState
+
+    fast, plain = engines
+    app = build_app(ServeState(fast, "tiny", {}, SamplingConfig(max_new_tokens=64)))
+    msgs = [[{"role": "user", "content": q}] for q in QUESTIONS]
+
+    async def one(client: openai.AsyncOpenAI, msg: list[dict]) -> str:
+        kw = {"model": "tiny", "messages": msg, "max_tokens": 8, "temperature": 0, "stream": True}
+        return "".join([c.choices[0].delta.content or "" async for c in await client.chat.completions.create(**kw)])
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lmforge") as http:
+            client = openai.AsyncOpenAI(base_url="http://lmforge/v1", api_key="x", http_client=http, max_retries=0)
+            return await asyncio.gather(*(one(client, m) for m in msgs))
+
+    seen = fast.continuous.rows_seen
+    got = asyncio.run(run())
+    assert fast.continuous.rows_seen == seen + len(msgs)
+    assert got == [c.text for c in plain.chat(msgs, SamplingConfig(max_new_tokens=8))]

@@ -47,3 +47,25 @@ def test_greedy_tokens_equal_pytorch_and_streams_agree():
     assert [c.text for c in got] == [c.text for c in want]
     streamed = list(ll.stream(prompts[0], cfg))
     assert "".join(e.text for e in streamed) == got[0].text and streamed[-1].finish_reason == got[0].finish_reason
+
+
+@pytest.mark.slow
+def test_deploy_with_llamacpp_answers_the_openai_client_as_infer_does():
+    """`lmforge deploy --infer_backend llamacpp` on the embedded GGUF, driven by the official openai client: the
+    greedy answer, whole and streamed, equals the in-process engine's."""
+    import openai
+
+    from lmforge.infer.engine import SamplingConfig
+    from lmforge.infer.engines import load_engine
+    from lmforge.models.loader import embedded_gguf
+    from tests.serve.conftest import deployed
+
+    msg = [{"role": "user", "content": "What is the capital of France?"}]
+    engine = load_engine(None, backend="llamacpp")
+    want = engine.chat([msg], SamplingConfig(max_new_tokens=12))[0].text
+    with deployed(embedded_gguf(), "--infer_backend", "llamacpp") as port:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=120)
+        whole = client.chat.completions.create(model="tiny", messages=msg, max_tokens=12, temperature=0)
+        stream = client.chat.completions.create(model="tiny", messages=msg, max_tokens=12, temperature=0, stream=True)
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert whole.choices[0].message.content == want == streamed and want.strip()
