@@ -101,6 +101,28 @@ def daemon_cb_manager(model: Any, generation: Any, config: Any, deliver: Any) ->
     return manager
 
 
+def llama_without_extra_buffers(**kwargs: Any) -> Any:
+    """llama-cpp-python 0.3.36: a `Llama` whose weights stay in plain CPU buffers (`use_extra_bufts` false: no AMX /
+    repacked weight buffers). A wheel built on a CPU that advertises AMX dies with SIGILL at the first decode in a
+    container that does not grant AMX; `Llama()` has no argument for this model parameter, so the module function
+    that makes the defaults is swapped for the duration of the call (the one place `Llama.__init__` reads it)."""
+    import llama_cpp.llama as module
+    from llama_cpp import Llama
+
+    defaults = module.llama_cpp.llama_model_default_params
+
+    def plain() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_cpp.llama_model_default_params = plain
+    try:
+        return Llama(**kwargs)
+    finally:
+        module.llama_cpp.llama_model_default_params = defaults
+
+
 class CheckpointHooks:
     """Mixed into a Trainer (ours, or trl's through `with_checkpoint_hooks`), overriding the private methods in
     TRAINER_PRIVATE:

@@ -31,8 +31,18 @@ def test_bad_gguf_and_adapters_are_one_line(tmp_path):
     assert "is not a GGUF model llama.cpp can load" in r.stderr, r.stderr[-800:]
 
 
+def _last_logits(llama):  # noqa: ANN001, ANN202
+    import numpy as np
+
+    ptr = llama_cpp.llama_get_logits_ith(llama.ctx, -1)
+    return np.ctypeslib.as_array(ptr, shape=(llama.n_vocab(),)).copy()
+
+
 @pytest.mark.slow
-def test_greedy_tokens_equal_pytorch_and_streams_agree():
+def test_greedy_tokens_follow_pytorch_and_streams_agree():
+    """Same token ids in; along the PyTorch fp32 engine's greedy answer, each of its tokens is llama.cpp's argmax or
+    within 0.5 logit of it (Q4_1 arithmetic against dequantised fp32 weights can flip a near tie: "What is the
+    capital of France?" starts with "The" at 25.33 vs "L" at 25.24 in PyTorch, 24.65 vs 24.74 in llama.cpp)."""
     from lmforge.infer.engine import SamplingConfig
     from lmforge.infer.engines import load_engine
 
@@ -42,11 +52,17 @@ def test_greedy_tokens_equal_pytorch_and_streams_agree():
     convs = [[{"role": "user", "content": q}] for q in ("What is the capital of France?", "Name three colors.")]
     prompts = [ll.frontend.prompt_ids(c) for c in convs]
     assert prompts == [pt.frontend.prompt_ids(c) for c in convs]  # one front end: the same token ids
-    got, want = ll.generate(prompts, cfg), pt.generate(prompts, cfg)
-    assert [c.token_ids for c in got] == [c.token_ids for c in want]
-    assert [c.text for c in got] == [c.text for c in want]
-    streamed = list(ll.stream(prompts[0], cfg))
-    assert "".join(e.text for e in streamed) == got[0].text and streamed[-1].finish_reason == got[0].finish_reason
+    for prompt, want in zip(prompts, pt.generate(prompts, cfg)):
+        ll.llama.reset()
+        ll.llama.eval(prompt)
+        for tok in want.token_ids:
+            logits = _last_logits(ll.llama)
+            assert logits.max() - logits[tok] < 0.5, (want.text, tok, int(logits.argmax()))
+            ll.llama.eval([tok])
+    got = ll.generate(prompts, cfg)
+    assert all(c.completion_tokens >= 1 and c.finish_reason in ("stop", "length") for c in got)
+    streamed = list(ll.stream(prompts[1], cfg))
+    assert "".join(e.text for e in streamed) == got[1].text and streamed[-1].finish_reason == got[1].finish_reason
 
 
 @pytest.mark.slow
