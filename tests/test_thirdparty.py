@@ -77,3 +77,15 @@ def test_trl_trainers_take_what_the_driver_passes(method):
     for name in ("model", "args", "train_dataset", "eval_dataset", "processing_class", "callbacks", "optimizers"):
         assert name in params, (method, name)
     assert {"gradient_checkpointing", "report_to", "bf16"} <= set(inspect.signature(config_cls).parameters)
+
+
+def test_continuous_batching_manager_keeps_what_the_daemon_start_uses():
+    from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager, OutputRouter
+
+    assert tuple(inspect.signature(ContinuousBatchingManager._run_generation_loop).parameters) == (
+        "self",
+        "use_inference_mode",
+    )
+    assert {"deliver", "deliver_batch"} <= set(vars(OutputRouter))
+    start = inspect.getsource(ContinuousBatchingManager.start)
+    assert "self._generation_thread" in start and "background_thread_status.clear()" in start

@@ -67,6 +67,62 @@ def run_exit_handlers() -> None:
     atexit._run_exitfuncs()
 
 
+def daemon_cb_manager(model: Any, generation: Any, config: Any, deliver: Any) -> Any:
+    """transformers 5.24: a `ContinuousBatchingManager` (generation/continuous_batching) whose loop thread is a
+    daemon (upstream's is not, so a server would not exit while it idles) and whose outputs go straight to
+    `deliver(output)` from the loop's thread (upstream queues them, or posts them to one asyncio loop). Our own
+    subclass overrides `start` (it calls the private `_run_generation_loop`); the router is this instance's."""
+    import threading
+
+    import torch
+    from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager, OutputRouter
+
+    class Router(OutputRouter):
+        def deliver(self, output: Any) -> None:
+            deliver(output)
+
+        def deliver_batch(self, outputs: list) -> None:
+            for output in outputs:
+                deliver(output)
+
+    class DaemonManager(ContinuousBatchingManager):
+        def start(self) -> None:
+            self.background_thread_status.clear()
+            self._generation_thread = threading.Thread(
+                target=self._run_generation_loop,
+                kwargs={"use_inference_mode": torch.is_inference_mode_enabled()},
+                daemon=True,
+                name="lmforge-continuous-batching",
+            )
+            self._generation_thread.start()
+
+    manager = DaemonManager(model, generation, config)
+    manager.output_router = Router()
+    return manager
+
+
+def llama_without_extra_buffers(**kwargs: Any) -> Any:
+    """llama-cpp-python 0.3.36: a `Llama` whose weights stay in plain CPU buffers (`use_extra_bufts` false: no AMX /
+    repacked weight buffers). A wheel built on a CPU that advertises AMX dies with SIGILL at the first decode in a
+    container that does not grant AMX; `Llama()` has no argument for this model parameter, so the module function
+    that makes the defaults is swapped for the duration of the call (the one place `Llama.__init__` reads it)."""
+    import llama_cpp.llama as module
+    from llama_cpp import Llama
+
+    defaults = module.llama_cpp.llama_model_default_params
+
+    def plain() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_cpp.llama_model_default_params = plain
+    try:
+        return Llama(**kwargs)
+    finally:
+        module.llama_cpp.llama_model_default_params = defaults
+
+
 class CheckpointHooks:
     """Mixed into a Trainer (ours, or trl's through `with_checkpoint_hooks`), overriding the private methods in
     TRAINER_PRIVATE:

@@ -53,3 +53,15 @@ def calculator_engine(model_dir: Path, adapters: list[str], tokenizer_dir: Path 
         tokenizer_dir=tokenizer_dir,
         max_batch_size=8,
     )
+
+
+def liven(engine):  # noqa: ANN001, ANN201
+    """Scale a tiny random model's weights up in place: at init it answers greedily with newlines only."""
+    import torch
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in engine.model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return engine

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lmforge.infer.engine import SamplingConfig
+from tests.infer.helpers import liven
 
 QUESTIONS = ["What is 3 plus 3?", "Hello there", "Tell me a long story about a dragon", "你好", "Colors?"]
 
@@ -24,13 +25,7 @@ def lively(tiny_llama):
     """tiny_llama with its weights scaled up: a random model at init answers greedily with newlines only."""
     from lmforge.infer.engines import load_engine
 
-    eng = load_engine(tiny_llama, dtype="float32", max_batch_size=8)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in eng.model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
-    return eng
+    return liven(load_engine(tiny_llama, dtype="float32", max_batch_size=8))
 
 
 def _prompts(engine) -> list[list[int]]:

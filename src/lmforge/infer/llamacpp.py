@@ -37,7 +37,9 @@ def sampler_kwargs(cfg: SamplingConfig) -> dict[str, Any]:
         "frequency_penalty": 0.0,
         "presence_penalty": 0.0,
         "tfs_z": 1.0,
-        "mirostat_mode": 0,
+        "mirostat_mode": 0,  # off: its tau/eta below are then unused, but set so no default is implied
+        "mirostat_tau": 5.0,
+        "mirostat_eta": 0.1,
         "penalize_nl": True,  # only matters with a repeat penalty, which then applies to newlines too (as in HF)
     }
 
@@ -166,6 +168,7 @@ def load_llamacpp_engine(model: str | Path | None, adapters: dict[str, str] | No
 
     from lmforge.args import ModelArgs, TemplateArgs
     from lmforge.models.setup import setup_tokenizer
+    from lmforge.thirdparty import llama_without_extra_buffers
 
     if adapters or kw.get("base_adapters"):
         raise UserError(
@@ -173,7 +176,7 @@ def load_llamacpp_engine(model: str | Path | None, adapters: dict[str, str] | No
             hint="merge first (`lmforge export --merge_lora true`, then export a GGUF), or use --infer_backend pt",
         )
     try:
-        from llama_cpp import Llama
+        import llama_cpp  # noqa: F401
     except ImportError:
         raise UserError(
             "--infer_backend llamacpp needs llama-cpp-python", hint="pip install 'lmforge[llamacpp]'"
@@ -182,7 +185,7 @@ def load_llamacpp_engine(model: str | Path | None, adapters: dict[str, str] | No
     gguf = find_gguf(model, margs.gguf_file)
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     try:  # before the tokenizer: a file that is no model fails here, in one line
-        llama = Llama(model_path=str(gguf), n_ctx=4096, n_threads=threads, seed=0, verbose=False)
+        llama = llama_without_extra_buffers(model_path=str(gguf), n_ctx=4096, n_threads=threads, seed=0, verbose=False)
     except (ValueError, RuntimeError) as e:
         raise UserError(f"--infer_backend llamacpp: {gguf} is not a GGUF model llama.cpp can load ({e})") from None
     margs = dataclasses.replace(margs, model=None if model is None else str(model))

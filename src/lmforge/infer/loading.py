@@ -103,4 +103,4 @@ def load_pt_engine(
         attn_impl=margs.attn_impl,
     )
     ctx = setup.config.get("max_position_embeddings")
-    return PtEngine(loaded, setup.template, max_batch_size, adapters=tuple(adapters), max_length=ctx)
+    return PtEngine(loaded, setup.template, max_batch_size, adapters=tuple(adapters), max_length=ctx, continuous=True)

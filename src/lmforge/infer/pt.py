@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from lmforge.infer.continuous import ContinuousBatcher, can_run_continuous
 from lmforge.infer.engine import (
     Capabilities,
     Completion,
@@ -29,7 +30,9 @@ class PtEngine(Engine):
 
     `template` is a ChatTemplate (or a Frontend). `adapters` are the names of peft adapters loaded into `model`
     that a request may pick (`set_adapter`); a request without one runs with those adapters disabled. With no
-    names, the model runs as given (a LoRA policy keeps its LoRA on).
+    names, the model runs as given (a LoRA policy keeps its LoRA on). `continuous` (an engine lmforge loaded for
+    serving, not a policy being trained): greedy text rows join transformers' continuous-batching loop
+    (infer/continuous.py) at the next decode step; other rows keep the dynamic-batching scheduler.
 
     Contract for callers that train the model (PPO rollouts): each call switches the model to eval() and restores
     its train/eval mode afterwards, runs under `torch.inference_mode` (nothing it returns carries gradients), puts
@@ -45,6 +48,7 @@ class PtEngine(Engine):
         *,
         adapters: tuple[str, ...] | list[str] = (),
         max_length: int | None = None,
+        continuous: bool = False,
     ):
         self.model = model
         self.frontend = template if isinstance(template, Frontend) else Frontend(template)
@@ -66,6 +70,8 @@ class PtEngine(Engine):
         )
         self._lock = threading.Lock()  # one forward at a time per model; the scheduler batches instead
         self.scheduler = Scheduler(self._run_group, max_batch_size)
+        use_loop = continuous and not self.adapter_names and not self.capabilities.media and can_run_continuous(model)
+        self.continuous = ContinuousBatcher(model, self.stop_ids, max_batch_size, int(ctx)) if use_loop else None
 
     @property
     def max_batch_size(self) -> int:
@@ -93,7 +99,11 @@ class PtEngine(Engine):
         self, prompts: list[list[int]], cfg: SamplingConfig, *, adapter: str | None = None
     ) -> list[Completion]:
         reqs = [self._request(p, cfg, adapter) for p in prompts]
-        self.scheduler.run_now(reqs)
+        ends = [self._join_loop(r) for r in reqs]
+        self.scheduler.run_now([r for r, end in zip(reqs, ends) if end is None])
+        for end in ends:
+            if end is not None:
+                end.wait()
         return [r.completion() for r in reqs]
 
     def stream(
@@ -101,7 +111,7 @@ class PtEngine(Engine):
     ) -> Iterator[StreamEvent]:
         events: queue.Queue = queue.Queue()
         req = self._request(prompt_ids, cfg, adapter, events.put)
-        self.scheduler.submit(req)
+        self._submit(req)
         try:
             while True:
                 event = events.get(timeout=600)
@@ -119,7 +129,7 @@ class PtEngine(Engine):
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         req = self._request(prompt_ids, cfg, adapter, lambda e: loop.call_soon_threadsafe(events.put_nowait, e))
-        self.scheduler.submit(req)
+        self._submit(req)
         try:
             while True:
                 event = await events.get()
@@ -146,7 +156,7 @@ class PtEngine(Engine):
 
         reqs = [self._request(p, cfg, adapter, listener(f)) for p, f in zip(prompts, futures)]
         for r in reqs:
-            self.scheduler.submit(r)
+            self._submit(r)
         try:
             ends = await asyncio.gather(*futures)
         finally:
@@ -191,13 +201,36 @@ class PtEngine(Engine):
                 out.append(Score(picked.tolist(), bool((lp.argmax(-1) == target).all()), best))
         return out
 
+    # -- routing: the continuous loop where it fits, else the scheduler ------------------------------------
+    def _submit(self, req: Request) -> None:
+        if self.continuous is not None and self.continuous.accepts(req):
+            self.continuous.submit(req)
+        else:
+            self.scheduler.submit(req)
+
+    def _join_loop(self, req: Request) -> threading.Event | None:
+        """For a synchronous caller: put `req` into the continuous loop and return the event set when it ends
+        (None: the row is not for the loop)."""
+        if self.continuous is None or not self.continuous.accepts(req):
+            return None
+        end = threading.Event()
+
+        def listener(event: StreamEvent | EngineError) -> None:
+            if isinstance(event, EngineError) or event.finish_reason is not None:
+                end.set()
+
+        req.listener = listener
+        self.continuous.submit(req)
+        return end
+
     # -- the batch runner (called by the scheduler) ---------------------------------------------------------
     @contextlib.contextmanager
     def _use(self, adapter: str | None) -> Iterator[None]:
         """Lock, eval mode, inference mode and the adapter choice for one forward or generate call."""
         import torch
 
-        with self._lock:
+        paused = self.continuous.paused() if self.continuous is not None else contextlib.nullcontext()
+        with self._lock, paused:
             was_training = self.model.training
             self.model.eval()
             try:

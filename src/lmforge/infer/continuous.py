@@ -1,0 +1,138 @@
+"""Continuous batching for the PyTorch engine: transformers' own `ContinuousBatchingManager` (paged KV cache,
+one background loop) behind lmforge's `Request` rows.
+
+A request joins the running batch at the next decode step, a finished row leaves it at once (its cache pages go
+back), and every new token reaches the row's consumer as it is made. lmforge keeps what makes a row end: stop ids
+(passed to the manager), stop strings, `max_new_tokens` and a consumer that went away (the row is cancelled in
+the manager). The manager runs one sampling mode for all its rows, greedy, so greedy text-only rows without an
+adapter choice or logprobs come here; every other row keeps the dynamic-batching scheduler (infer/scheduler.py),
+which pauses this loop while it uses the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from lmforge.infer.scheduler import Request
+
+PAGE_TOKENS = 64  # KV cache page: small pages waste little on short chat rows
+ROW_TOKENS = 768  # cache budget per concurrent row (prompt + answer); longer rows wait for pages or are requeued
+
+
+def can_run_continuous(model: Any) -> bool:
+    """The manager needs an sdpa (or flash) model: with eager attention it would switch the model to paged
+    attention, which the scheduler's `generate` cannot run."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_attn_implementation", None) == "sdpa" and hasattr(model, "init_continuous_batching")
+
+
+class ContinuousBatcher:
+    """Greedy rows of one model through one transformers continuous-batching loop (started at the first row)."""
+
+    def __init__(self, model: Any, stop_ids: frozenset[int], max_batch_size: int, max_length: int):
+        self.model, self.stop_ids = model, stop_ids
+        self.max_batch_size = max(1, min(max_batch_size, 256))
+        self.row_tokens = max(PAGE_TOKENS, min(max_length, ROW_TOKENS))
+        self.manager: Any = None
+        self.rows: dict[str, Request] = {}
+        self.rows_seen = 0  # for tests and logs: how many rows this loop served
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    @staticmethod
+    def accepts(req: Request) -> bool:
+        cfg = req.cfg
+        return (
+            cfg.greedy
+            and cfg.repetition_penalty == 1.0
+            and cfg.logprobs is None
+            and cfg.seed is None
+            and req.adapter is None
+            and req.media is None
+        )
+
+    def submit(self, req: Request) -> None:
+        """Queue a row; its listener hears each token from the loop's thread."""
+        manager = self._started()
+        with self._lock:
+            self._counter += 1
+            rid = f"lmforge-{self._counter}"
+            self.rows[rid] = req
+            self.rows_seen += 1
+        added = manager.add_request(
+            list(req.prompt_ids),
+            request_id=rid,
+            max_new_tokens=req.cfg.max_new_tokens,
+            streaming=True,
+            eos_token_id=sorted(self.stop_ids),
+        )
+        if added is None:  # the loop is stopping or died
+            self._drop(rid)
+            req.fail("the continuous-batching loop is not accepting requests")
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the loop between two steps, so another caller can use the model (rows keep their cache)."""
+        manager = self.manager
+        if manager is None or not manager.is_running():
+            yield
+            return
+        with manager.pause():
+            yield
+
+    def _started(self) -> Any:
+        with self._lock:
+            if self.manager is None or not self.manager.is_running():
+                self.manager = self._manager()
+        return self.manager
+
+    def _manager(self) -> Any:
+        import torch
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        from lmforge.thirdparty import daemon_cb_manager
+
+        logging.getLogger("transformers.generation.continuous_batching").setLevel(logging.ERROR)
+        pages = -(-self.max_batch_size * self.row_tokens // PAGE_TOKENS)
+        cb = ContinuousBatchingConfig(
+            page_size=PAGE_TOKENS,
+            num_blocks=pages,
+            max_batch_tokens=max(256, self.row_tokens),  # prefill chunk per step: a long prompt does not stall rows
+            max_requests_per_batch=self.max_batch_size,
+            allow_block_sharing=False,
+            use_cuda_graph=False,
+        )
+        gen = GenerationConfig(do_sample=False, eos_token_id=sorted(self.stop_ids), max_new_tokens=self.row_tokens)
+        # a peft model's LoRA layers live inside its base model: the loop runs the base model's forward
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        manager = daemon_cb_manager(model, gen, cb, self._deliver)
+        with torch.inference_mode():  # the loop thread inherits the mode it starts in
+            manager.start()
+        return manager
+
+    def _deliver(self, output: Any) -> None:
+        """From the loop's thread: the row's tokens so far (cumulative) and its status."""
+        rid = output.request_id
+        req = self.rows.get(rid)
+        if req is None:
+            return
+        for tok in output.generated_tokens[len(req.token_ids) :]:
+            req.accept(int(tok), None, self.stop_ids)
+            if req.finished:
+                break
+        if output.error is not None:
+            req.fail(f"continuous batching: {output.error}")
+        if req.finished or output.is_finished():
+            self._drop(rid)
+            if not output.is_finished():  # a stop string, the length, or the consumer left: free the row now
+                self.manager.cancel_request(rid)
+            req.finish("cancelled" if req.cancelled.is_set() else "length")  # no-op when accept finished it
+
+    def _drop(self, rid: str) -> None:
+        with self._lock:
+            self.rows.pop(rid, None)
