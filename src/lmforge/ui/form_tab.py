@@ -12,7 +12,7 @@ from typing import Any
 
 from lmforge.errors import UserError
 from lmforge.ui import forms
-from lmforge.ui.jobs import JobTable
+from lmforge.ui.form_store import FormStore
 
 _CHECK_LOCK = threading.Lock()  # `lmforge check` runs in-process with stdout captured: one at a time
 PREVIEW_ROWS = 3
@@ -29,6 +29,7 @@ class FormTab:
     command: Any = None  # a Radio (sft/pt) or a State holding the only command
     status: Any = None
     refresh: tuple = ()  # (fn, inputs, outputs): the preview and field errors, also run on page load
+    restore: tuple = ()  # (fn, outputs): the saved form of this output dir, put back on page load
     start: tuple = ()  # (Start button, inputs)
     servers: Any = None  # a server command's tab (a --port flag): the running servers and their URLs
     stop_server: Any = None
@@ -51,18 +52,22 @@ def make_widget(f: forms.Field, tid: str, value: Any) -> Any:
     return gr.Textbox(value=value, lines=1, **kw)
 
 
-def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defaults: dict[str, Any]) -> FormTab:
+def build_form_tab(title: str, commands: tuple[str, ...], store: FormStore, defaults: dict[str, Any]) -> FormTab:
     """Inside an open gr.Tabs: the tab, its form, preview and Start. `defaults` overrides initial values
-    (--output_dir of the web UI)."""
+    (--output_dir of the web UI); every change is saved to `store`, which the page load puts back."""
     import gradio as gr
 
     tid = tab_id(title)
     tab = FormTab(tid, commands, forms.tab_fields(commands))
+    start = [defaults.get(f.name, f.initial()) for f in tab.form]
 
     def add(f: forms.Field) -> None:
         tab.widgets[f.name] = make_widget(f, tid, defaults.get(f.name, f.initial()))
 
     with gr.Tab(title, id=tid):
+        # inside the Tab: a component that is a direct child of gr.Tabs shifts the tab indices in Gradio 6's
+        # front end, which then shows a tab title twice
+        last_slot = gr.State(None)  # the field whose error is shown: only it and the new one are updated
         if len(commands) > 1:
             tab.command = gr.Radio(list(commands), value=commands[0], label="command", elem_id=f"{tid}-command")
         else:
@@ -97,13 +102,16 @@ def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defau
             tab.stop_server = gr.Button("Stop server", variant="stop", elem_id=f"{tid}-stop")
     values = [tab.widgets[f.name] for f in tab.form]
 
-    last_slot = gr.State(None)  # the field whose error is shown: only it and the new one are updated
-
     def refresh(command: str, shown_slot: str | None, *vals: Any) -> list[Any]:
         argv, _, problem = forms.check(command, tab.form, list(vals))
         slot = problem.flag if problem else None
         out = [forms.command_line(command, argv), forms.to_yaml(command, argv), slot]
-        out.append(f"**{problem.message}**" if problem and slot is None else "")
+        note = f"**{problem.message}**" if problem and slot is None else ""
+        try:
+            store.save(tid, command, tab.form, start, list(vals))
+        except OSError as e:  # the form still works; only a reload would lose it
+            note += f"\n\nThe form is not saved in {store.path} ({e.strerror or e})."
+        out.append(note)
         for f in tab.form:  # the error replaces the field's help line, in red (the field's label stays)
             if f.name == slot:
                 out.append(gr.update(info=f"⚠ {problem.message}", elem_classes="field-error"))
@@ -118,6 +126,13 @@ def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defau
     triggers = [w.change for w in values] + ([tab.command.change] if len(commands) > 1 else [])
     gr.on(triggers, refresh, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
     tab.refresh = (refresh, inputs, outputs)
+
+    def restore() -> list[Any]:
+        command, saved = store.load(tid, tab.form)
+        head = [command if command in commands else gr.update()] if len(commands) > 1 else []
+        return head + [saved[f.name] if f.name in saved else gr.update() for f in tab.form]
+
+    tab.restore = (restore, ([tab.command] if len(commands) > 1 else []) + values)
     if preview is not None:
         ds = tab.widgets["dataset"]
         gr.on([preview_btn.click, ds.blur, ds.submit], lambda *v: dataset_preview(tab.form, list(v)), values, preview)

@@ -30,6 +30,7 @@ class JobPanel:
     stop_msg: Any
     chat_btn: Any
     export_btn: Any
+    eval_btn: Any
     deploy_btn: Any
 
 
@@ -38,6 +39,17 @@ def frame(points: list[tuple[int, float]], y: str) -> Any:
     import pandas as pd
 
     return pd.DataFrame(points, columns=["step", y]).astype(float)
+
+
+def y_range(df: Any) -> list[float] | None:
+    """The y axis for a chart's points, a little wider than they span. Sent one tick after the points: Gradio 6
+    lays a chart out (the room for the tick labels) only when a setting such as y_lim changes, not on new data,
+    so a chart first drawn empty clipped its labels ("10.80" showed as ".80")."""
+    if df is None or df.empty:
+        return None
+    lo, hi = float(df.iloc[:, 1].min()), float(df.iloc[:, 1].max())
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1e-3
+    return [lo - pad, hi + pad]
 
 
 def build_job_panel() -> JobPanel:
@@ -57,6 +69,7 @@ def build_job_panel() -> JobPanel:
                 x="step",
                 y="learning_rate",
                 title="learning rate",
+                y_axis_format=".2~e",  # 1e-4, not 0.00010
                 elem_id="lr-plot",
                 height=260,
             )
@@ -64,9 +77,11 @@ def build_job_panel() -> JobPanel:
         with gr.Row():
             chat_btn = gr.Button("Chat with this checkpoint", elem_id="job-chat")
             export_btn = gr.Button("Merge and export", elem_id="job-export")
+            eval_btn = gr.Button("Evaluate", elem_id="job-eval")
             deploy_btn = gr.Button("Deploy", elem_id="job-deploy")
         runs = gr.Dataframe(headers=RUN_COLUMNS, label="jobs and runs", interactive=False, elem_id="runs")
-    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, chat_btn, export_btn, deploy_btn)
+    buttons = (chat_btn, export_btn, eval_btn, deploy_btn)
+    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, *buttons)
 
 
 def run_row(job: J.Job) -> list[Any]:

@@ -17,6 +17,7 @@ from lmforge.errors import UserError
 from lmforge.net import check_port
 from lmforge.ui import forms
 from lmforge.ui import job_panel as P
+from lmforge.ui.form_store import FormStore
 from lmforge.ui.form_tab import FormTab, build_form_tab
 from lmforge.ui.jobs import JobTable, checkpoints
 
@@ -140,9 +141,11 @@ def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | N
         if deploy is not None:
             now["servers"] = servers_text([j for j in all_jobs if j.command in SERVER_COMMANDS])
         out: list[Any] = []
-        for key, value in now.items():
+        for key, value in list(now.items()):  # _axis_update adds the charts' ranges
             same = key in seen and _same(seen[key], value)
-            if same:
+            if same and key in ("loss", "lr"):
+                out.append(_axis_update(key, value, seen, now))
+            elif same:
                 out.append(gr.update())
             elif key == "pick":
                 out.append(gr.update(choices=ids, value=chosen))
@@ -158,6 +161,15 @@ def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | N
     panel.stop.click(lambda pick: table.stop(pick) if pick else "No job selected.", panel.pick, panel.stop_msg)
     if deploy is not None:
         deploy.stop_server.click(lambda: stop_newest_server(table), None, deploy.status)
+
+
+def _axis_update(key: str, df: Any, seen: dict, now: dict) -> Any:
+    """A chart whose points did not change this tick gets its y range (re-laid out, see job_panel.y_range)."""
+    import gradio as gr
+
+    lim = P.y_range(df)
+    now[f"{key}_lim"] = lim
+    return gr.update(y_lim=lim) if lim is not None and seen.get(f"{key}_lim") != lim else gr.update()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -183,7 +195,7 @@ def stop_newest_server(table: JobTable) -> str:
 
 
 def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_id: dict[str, FormTab]) -> None:
-    """From a finished job: chat with, merge and export, or deploy its last checkpoint (fills those tabs)."""
+    """From a finished job: chat with, merge and export, evaluate or deploy its last checkpoint (fills those tabs)."""
     import gradio as gr
 
     def to_chat(pick: str | None) -> tuple[Any, Any, Any, Any]:
@@ -194,7 +206,12 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
         return "", gr.update(choices=choices, value=ckpt), gr.update(value=""), gr.update(selected="chat")
 
     panel.chat_btn.click(to_chat, panel.pick, [panel.stop_msg, chat["adapters"], chat["model"], tabs])
-    for button, tid, extra in ((panel.export_btn, "export", {"merge_lora": True}), (panel.deploy_btn, "deploy", {})):
+    prefills = (
+        (panel.export_btn, "export", {"merge_lora": True}),
+        (panel.eval_btn, "eval", {}),
+        (panel.deploy_btn, "deploy", {}),
+    )
+    for button, tid, extra in prefills:
         tab = by_id.get(tid)
         if tab is None:
             continue
@@ -212,21 +229,22 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
 def build_webui(table: JobTable, output_dir: str) -> Any:
     import gradio as gr
 
-    defaults = {"output_dir": output_dir}
+    store = FormStore(output_dir)
     session = ChatSession()
     with gr.Blocks(title="lmforge web UI", analytics_enabled=False) as page:
         gr.Markdown(f"## lmforge web UI · runs in `{output_dir}`")
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             by_id: dict[str, FormTab] = {}
             for title, commands in forms.tabs():
-                tab = build_form_tab(title, commands, table, defaults)
+                tab = build_form_tab(title, commands, store, forms.page_defaults(commands, output_dir))
                 by_id[tab.tab_id] = tab
             panel = P.build_job_panel()
             chat = build_chat_tab(session, all_checkpoints(table))
         for tab in by_id.values():
             wire_start(tab, table, panel, tabs)
             fn, inputs, outputs = tab.refresh
-            page.load(fn, inputs, outputs, show_progress="hidden")
+            put_back, targets = tab.restore  # the saved form first, then its preview (and the save) from it
+            page.load(put_back, None, targets, show_progress="hidden").then(fn, inputs, outputs, show_progress="hidden")
         wire_jobs(page, table, panel, by_id.get("deploy"))
         wire_prefill(table, panel, tabs, chat, by_id)
     return page
