@@ -76,6 +76,7 @@ def test_web_ui_trains_reattaches_exports_evaluates_chats_deploys_and_stops(tmp_
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.set_default_timeout(90_000)  # a click or a screenshot waits on a busy 2-core machine
             page.goto(f"http://127.0.0.1:{port}", wait_until="load")
             login(page)
             assert page.locator("[role=tab]").all_inner_texts() == TABS  # each tab once, Eval among them

@@ -5,6 +5,7 @@ Start, which hands the exact command to the server's job table."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -16,6 +17,21 @@ from lmforge.ui.form_store import FormStore
 
 _CHECK_LOCK = threading.Lock()  # `lmforge check` runs in-process with stdout captured: one at a time
 PREVIEW_ROWS = 3
+# puts the CLI's error line under the field it names (and takes the tab's old one away), in the browser: a refresh
+# that updated every field's help text had ~340 outputs per keystroke, which kept a loaded machine's page busy
+MARK_JS = """(payload) => {
+    const d = JSON.parse(payload || "{}");
+    document.querySelectorAll(`.lmforge-flag-error[data-tab="${d.tab}"]`).forEach((e) => e.remove());
+    const host = d.field ? document.getElementById(d.field) : null;
+    if (host) {
+        const line = document.createElement("div");
+        line.className = "lmforge-flag-error";
+        line.dataset.tab = d.tab;
+        line.textContent = "⚠ " + d.message;
+        host.appendChild(line);
+    }
+    return [];
+}"""
 
 
 @dataclass
@@ -28,7 +44,7 @@ class FormTab:
     widgets: dict[str, Any] = field(default_factory=dict)
     command: Any = None  # a Radio (sft/pt) or a State holding the only command
     status: Any = None
-    refresh: tuple = ()  # (fn, inputs, outputs): the preview and field errors, also run on page load
+    refresh: Any = None  # refresh(event): after that event, the preview and the field's error follow the form
     restore: tuple = ()  # (fn, outputs): the saved form of this output dir, put back on page load
     start: tuple = ()  # (Start button, inputs)
     servers: Any = None  # a server command's tab (a --port flag): the running servers and their URLs
@@ -67,7 +83,7 @@ def build_form_tab(title: str, commands: tuple[str, ...], store: FormStore, defa
     with gr.Tab(title, id=tid):
         # inside the Tab: a component that is a direct child of gr.Tabs shifts the tab indices in Gradio 6's
         # front end, which then shows a tab title twice
-        last_slot = gr.State(None)  # the field whose error is shown: only it and the new one are updated
+        mark = gr.Textbox(visible="hidden", elem_id=f"{tid}-mark")  # {"field", "message"} for MARK_JS
         if len(commands) > 1:
             tab.command = gr.Radio(list(commands), value=commands[0], label="command", elem_id=f"{tid}-command")
         else:
@@ -102,30 +118,31 @@ def build_form_tab(title: str, commands: tuple[str, ...], store: FormStore, defa
             tab.stop_server = gr.Button("Stop server", variant="stop", elem_id=f"{tid}-stop")
     values = [tab.widgets[f.name] for f in tab.form]
 
-    def refresh(command: str, shown_slot: str | None, *vals: Any) -> list[Any]:
+    def preview_and_errors(command: str, *vals: Any) -> list[Any]:
         argv, _, problem = forms.check(command, tab.form, list(vals))
         slot = problem.flag if problem else None
-        out = [forms.command_line(command, argv), forms.to_yaml(command, argv), slot]
         note = f"**{problem.message}**" if problem and slot is None else ""
         try:
             store.save(tid, command, tab.form, start, list(vals))
         except OSError as e:  # the form still works; only a reload would lose it
             note += f"\n\nThe form is not saved in {store.path} ({e.strerror or e})."
-        out.append(note)
-        for f in tab.form:  # the error replaces the field's help line, in red (the field's label stays)
-            if f.name == slot:
-                out.append(gr.update(info=f"⚠ {problem.message}", elem_classes="field-error"))
-            elif f.name == shown_slot:
-                out.append(gr.update(info=f.info, elem_classes=""))
-            else:
-                out.append(gr.update())
-        return out
+        where = {"tab": tid, "field": f"{tid}-{slot}" if slot else None, "message": problem.message if slot else ""}
+        return [forms.command_line(command, argv), forms.to_yaml(command, argv), note, json.dumps(where)]
 
-    inputs = [tab.command, last_slot, *values]
-    outputs = [cmd_box, yaml_box, last_slot, top_error, *values]
+    inputs, outputs = [tab.command, *values], [cmd_box, yaml_box, top_error, mark]
     triggers = [w.change for w in values] + ([tab.command.change] if len(commands) > 1 else [])
-    gr.on(triggers, refresh, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
-    tab.refresh = (refresh, inputs, outputs)
+
+    def refresh(after: Any = None) -> None:
+        """The preview and the field's error line: after `after` (the page load), or on every change of the form."""
+        quiet = {"show_progress": "hidden"}
+        if after is None:
+            dep = gr.on(triggers, preview_and_errors, inputs, outputs, trigger_mode="always_last", **quiet)
+        else:
+            dep = after.then(preview_and_errors, inputs, outputs, **quiet)
+        dep.then(None, mark, None, js=MARK_JS)
+
+    refresh()
+    tab.refresh = refresh
 
     def restore() -> list[Any]:
         command, saved = store.load(tid, tab.form)

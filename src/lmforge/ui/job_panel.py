@@ -14,6 +14,9 @@ from typing import Any
 from lmforge.ui import jobs as J
 
 LOG_TAIL = 12  # what the log box shows without scrolling
+# seconds between refreshes while a job runs, and while none does (each refresh costs the page's browser tab CPU;
+# an idle page at 1 s kept a quarter of a core busy)
+BUSY_TICK, IDLE_TICK = 1.0, 5.0
 RUN_COLUMNS = ["job", "command", "status", "step", "final loss", "checkpoints", "model", "dataset"]
 
 
@@ -32,6 +35,7 @@ class JobPanel:
     export_btn: Any
     eval_btn: Any
     deploy_btn: Any
+    timer: Any
 
 
 def frame(points: list[tuple[int, float]], y: str) -> Any:
@@ -56,6 +60,7 @@ def build_job_panel() -> JobPanel:
     import gradio as gr
 
     with gr.Tab("Jobs", id="jobs"):
+        timer = gr.Timer(BUSY_TICK)  # inside the Tab: a direct child of gr.Tabs doubles a tab title (Gradio 6)
         error = gr.Markdown(elem_id="job-error")
         with gr.Row():
             pick = gr.Dropdown(label="job", choices=[], elem_id="job-pick", scale=3)
@@ -81,7 +86,7 @@ def build_job_panel() -> JobPanel:
             deploy_btn = gr.Button("Deploy", elem_id="job-deploy")
         runs = gr.Dataframe(headers=RUN_COLUMNS, label="jobs and runs", interactive=False, elem_id="runs")
     buttons = (chat_btn, export_btn, eval_btn, deploy_btn)
-    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, *buttons)
+    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, *buttons, timer)
 
 
 def run_row(job: J.Job) -> list[Any]:

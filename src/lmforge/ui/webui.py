@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from lmforge.args.parser import Args
     from lmforge.infer.engine import Engine, SamplingConfig
 
-CSS = ".field-error [data-testid='block-info'] + div, .field-error .info, .field-error p { color: #b91c1c !important; }"
+CSS = (
+    ".field-error p, .lmforge-flag-error { color: #b91c1c !important; }"
+    " .lmforge-flag-error { font-size: var(--text-sm); margin-top: 4px; }"
+)
 SERVER_COMMANDS = ("deploy",)  # long-running: Start stays on the tab, which shows the URL
 
 
@@ -101,28 +104,27 @@ def all_checkpoints(table: JobTable) -> list[str]:
 def wire_start(tab: FormTab, table: JobTable, panel: P.JobPanel, tabs: Any) -> None:
     import gradio as gr
 
-    def start(command: str, *values: Any) -> tuple[Any, Any, Any]:
+    def start(command: str, *values: Any) -> tuple[Any, Any, Any, Any]:
         argv, args, problem = forms.check(command, tab.form, list(values))
         if problem is not None:
-            return f"**Not started:** `{problem.message}`", gr.update(), gr.update()
+            return f"**Not started:** `{problem.message}`", gr.update(), gr.update(), gr.update()
         try:
             job = table.start(command, argv, forms.output_key(command, args))
         except UserError as e:
-            return f"**Not started:** `lmforge web-ui: error: {e}`", gr.update(), gr.update()
+            return f"**Not started:** `lmforge web-ui: error: {e}`", gr.update(), gr.update(), gr.update()
         ids = [j.id for j in table.jobs()]
         where = gr.update() if command in SERVER_COMMANDS else gr.update(selected="jobs")
         said = f"Started job `{job.id}`: `{forms.command_line(command, argv)}`"
-        return said, gr.update(choices=ids, value=job.id), where
+        return said, gr.update(choices=ids, value=job.id), where, gr.Timer(P.BUSY_TICK)
 
     button, inputs = tab.start
-    button.click(start, inputs, [tab.status, panel.pick, tabs])
+    button.click(start, inputs, [tab.status, panel.pick, tabs, panel.timer])
 
 
 def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | None) -> None:
     import gradio as gr
 
     shown = gr.State({})  # what this page shows already: unchanged outputs are not sent (nor redrawn) again
-    timer = gr.Timer(1.0)
 
     def tick(pick: str | None, seen: dict) -> list[Any]:
         all_jobs = table.jobs()
@@ -137,6 +139,7 @@ def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | N
             "lr": lr,
             "log": log,
             "runs": [P.run_row(j) for j in all_jobs],
+            "timer": P.BUSY_TICK if any(j.alive() for j in all_jobs) else P.IDLE_TICK,
         }
         if deploy is not None:
             now["servers"] = servers_text([j for j in all_jobs if j.command in SERVER_COMMANDS])
@@ -149,14 +152,16 @@ def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | N
                 out.append(gr.update())
             elif key == "pick":
                 out.append(gr.update(choices=ids, value=chosen))
+            elif key == "timer":
+                out.append(gr.Timer(value))
             else:
                 out.append(value)
         return [out[0], now, *out[1:]]
 
-    outputs = [panel.pick, shown, panel.error, panel.status, panel.loss, panel.lr, panel.log, panel.runs]
+    outputs = [panel.pick, shown, panel.error, panel.status, panel.loss, panel.lr, panel.log, panel.runs, panel.timer]
     if deploy is not None:
         outputs.append(deploy.servers)
-    for trigger in (timer.tick, page.load, panel.pick.input):
+    for trigger in (panel.timer.tick, page.load, panel.pick.input):
         trigger(tick, [panel.pick, shown], outputs, show_progress="hidden")
     panel.stop.click(lambda pick: table.stop(pick) if pick else "No job selected.", panel.pick, panel.stop_msg)
     if deploy is not None:
@@ -242,9 +247,8 @@ def build_webui(table: JobTable, output_dir: str) -> Any:
             chat = build_chat_tab(session, all_checkpoints(table))
         for tab in by_id.values():
             wire_start(tab, table, panel, tabs)
-            fn, inputs, outputs = tab.refresh
             put_back, targets = tab.restore  # the saved form first, then its preview (and the save) from it
-            page.load(put_back, None, targets, show_progress="hidden").then(fn, inputs, outputs, show_progress="hidden")
+            tab.refresh(page.load(put_back, None, targets, show_progress="hidden"))
         wire_jobs(page, table, panel, by_id.get("deploy"))
         wire_prefill(table, panel, tabs, chat, by_id)
     return page
