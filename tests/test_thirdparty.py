@@ -77,3 +77,13 @@ def test_trl_trainers_take_what_the_driver_passes(method):
     for name in ("model", "args", "train_dataset", "eval_dataset", "processing_class", "callbacks", "optimizers"):
         assert name in params, (method, name)
     assert {"gradient_checkpointing", "report_to", "bf16"} <= set(inspect.signature(config_cls).parameters)
+
+
+def test_gradio_launch_still_has_its_self_check_switch():
+    """The web UI's page takes over 3 s to build its config on a loaded machine, and launch()'s self-check then
+    raised "When localhost is not accessible, a shareable link must be created"; the web UI turns the check off."""
+    import gradio as gr
+
+    for name, value in thirdparty.GRADIO_NO_SELF_CHECK.items():
+        assert inspect.signature(gr.Blocks.launch).parameters[name].default is not value
+    assert "url_ok(self.local_url)" in inspect.getsource(gr.Blocks.launch)

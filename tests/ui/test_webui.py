@@ -85,15 +85,10 @@ def test_web_ui_trains_reattaches_exports_evaluates_chats_deploys_and_stops(tmp_
             started = [merge_and_export(page, ckpt, shots), evaluate(page, run_one, ckpt, out, shots)]
             started.append(infer_batch(page, ckpt, data, shots))
             chat_on_checkpoint(page, run_one, shots)  # the chat model loads while those three jobs run
-            for job in started:
-                has(page, "#runs", job, timeout=60_000)
-                page.wait_for_function(
-                    "(id) => [...document.querySelectorAll('#runs tr')].some(r => r.innerText.includes(id)"
-                    " && /\\bfinished\\b/.test(r.innerText))",
-                    arg=job,
-                    timeout=300_000,
-                )
-            deploy_port = start_deploy(page)
+            for job in started:  # each shows "finished" when picked on the Jobs tab
+                pick(page, job)
+                has(page, "#job-status", "finished", timeout=300_000)
+            deploy_port = start_deploy(page, run_one)
             second_run_stopped(page, out, str(tiny_llama), data, deploy_port, shots)
             page.get_by_role("tab", name="RLHF").first.click()
             page.wait_for_selector("#rlhf-cmd")
@@ -161,6 +156,9 @@ def train_four_steps(page, model: str, data, shots) -> str:
     assert "max_steps: 4" in page.locator("#train-yaml").inner_text()
     page.locator("#train-preview-btn").click()
     has(page, "#train-preview", "[[")  # the first rows with their trained spans, as `lmforge check` prints them
+    page.wait_for_function(  # and no second preview pending (leaving --dataset ran one too): no "2.9s" timer
+        "() => !/^\\s*\\d+(\\.\\d+)?s\\s*$/m.test(document.querySelector('#train-preview').innerText)"
+    )
     assert "format query-response" in page.locator("#train-preview").inner_text()
     page.screenshot(path=str(shots / "train.png"), full_page=True)
     job_id = started_job(page, "train")
@@ -233,9 +231,9 @@ def chat_on_checkpoint(page, job_id: str, shots) -> None:
     page.screenshot(path=str(shots / "chat.png"), full_page=True)
 
 
-def start_deploy(page) -> int:
-    """Deploy the selected (finished) run from the Jobs tab; the server boots while the second run starts."""
-    tab(page, "Jobs")
+def start_deploy(page, run_one: str) -> int:
+    """Deploy the finished run from the Jobs tab; the server boots while the second run starts."""
+    pick(page, run_one)
     page.locator("#job-deploy").click()  # prefills the Deploy tab with the checkpoint
     page.wait_for_selector("#deploy-cmd")
     port = free_port()

@@ -265,7 +265,15 @@ def run_webui(args: Args) -> int:
     login = " (login: any user name, --api_key as the password)" if key else ""
     where = f"http://{a.server_name}:{a.server_port}"
     print(f"[lmforge] web UI at {where}{login}; jobs write to {a.output_dir}", flush=True)
+    from lmforge.thirdparty import GRADIO_NO_SELF_CHECK
+
     page.queue(default_concurrency_limit=4).launch(
-        server_name=a.server_name, server_port=a.server_port, auth=auth, show_error=True, css=CSS, quiet=True
+        server_name=a.server_name,
+        server_port=a.server_port,
+        auth=auth,
+        show_error=True,
+        css=CSS,
+        quiet=True,
+        **GRADIO_NO_SELF_CHECK,  # the page's config takes over its 3 s to build on a busy machine: a crash, not a page
     )
     return 0
