@@ -43,8 +43,15 @@ def test_busy_port_is_one_line(tmp_path):
     ]
 
 
+def wait_js(page, script: str, arg=None, timeout: float | None = None) -> None:
+    """Poll a condition 4 times a second (Playwright's default polls every frame, and reading innerText that
+    often kept the busy page's renderer the machine's top process)."""
+    page.wait_for_function(script, arg=arg, timeout=timeout, polling=250)
+
+
 def has(page, selector: str, text: str, timeout: float = 120_000) -> None:
-    page.wait_for_function(
+    wait_js(
+        page,
         "([s, t]) => { const e = document.querySelector(s); return e && e.innerText.includes(t); }",
         arg=[selector, text],
         timeout=timeout,
@@ -112,7 +119,7 @@ def login(page) -> None:
     page.locator("input[type=password]").fill("wrong")
     page.locator("textarea, input[type=text]").first.fill("me")
     page.get_by_role("button", name="Login").click()
-    page.wait_for_function("() => /incorrect|fail/i.test(document.body.innerText)", timeout=30_000)
+    wait_js(page, "() => /incorrect|fail/i.test(document.body.innerText)", timeout=30_000)
     page.locator("textarea, input[type=text]").first.fill("me")
     page.locator("input[type=password]").fill(KEY)
     page.get_by_role("button", name="Login").click()
@@ -156,8 +163,9 @@ def train_four_steps(page, model: str, data, shots) -> str:
     assert "max_steps: 4" in page.locator("#train-yaml").inner_text()
     page.locator("#train-preview-btn").click()
     has(page, "#train-preview", "[[")  # the first rows with their trained spans, as `lmforge check` prints them
-    page.wait_for_function(  # and no second preview pending (leaving --dataset ran one too): no "2.9s" timer
-        "() => !/^\\s*\\d+(\\.\\d+)?s\\s*$/m.test(document.querySelector('#train-preview').innerText)"
+    wait_js(
+        page,  # and no second preview pending (leaving --dataset ran one too): no "2.9s" timer
+        "() => !/^\\s*\\d+(\\.\\d+)?s\\s*$/m.test(document.querySelector('#train-preview').innerText)",
     )
     assert "format query-response" in page.locator("#train-preview").inner_text()
     page.screenshot(path=str(shots / "train.png"), full_page=True)
@@ -165,8 +173,8 @@ def train_four_steps(page, model: str, data, shots) -> str:
     has(page, "#job-status", "lmforge sft --model")
     early = page.evaluate(POINTS)
     page.reload(wait_until="load")  # the job belongs to the server, the form to the output dir: both come back
-    page.wait_for_function(
-        "(m) => (document.querySelector('#train-model textarea') || {}).value === m", arg=model, timeout=120_000
+    wait_js(
+        page, "(m) => (document.querySelector('#train-model textarea') || {}).value === m", arg=model, timeout=120_000
     )
     assert page.locator("#train-max_steps textarea").input_value() == "4"
     has(page, "#train-cmd", f"lmforge sft --model {model} --dataset {data}")
@@ -174,9 +182,9 @@ def train_four_steps(page, model: str, data, shots) -> str:
     has(page, "#job-status", "lmforge sft --model")
     assert page.locator("#job-pick input").input_value() == job_id
     has(page, "#job-status", "finished", timeout=300_000)
-    page.wait_for_function(POINTS + " === 4", timeout=30_000)
+    wait_js(page, POINTS + " === 4", timeout=30_000)
     assert early < 4  # the chart gained its points while we watched
-    page.wait_for_function(LABELS_INSIDE, timeout=30_000)
+    wait_js(page, LABELS_INSIDE, timeout=30_000)
     assert "progress: step 4/4" in page.locator("#job-status").inner_text()
     has(page, "#runs", "checkpoint-4")
     page.screenshot(path=str(shots / "jobs.png"), full_page=True)
@@ -223,7 +231,8 @@ def chat_on_checkpoint(page, job_id: str, shots) -> None:
     has(page, "#chat-loaded", f"{job_id}/checkpoint-4")
     page.locator("#message textarea").fill("What is 2 plus 2?")
     page.locator("#message textarea").press("Enter")
-    page.wait_for_function(
+    wait_js(
+        page,
         "() => { const b = document.querySelectorAll('#chatbot .bot-row');"
         " return b.length > 0 && b[b.length - 1].innerText.trim().length > 0; }",
         timeout=120_000,
@@ -259,7 +268,8 @@ def second_run_stopped(page, out, model: str, data, deploy_port: int, shots) -> 
     has(page, "#deploy-servers", "No server running", timeout=60_000)
     pick(page, new)
     has(page, "#job-status", "--max_steps 100000", timeout=60_000)
-    page.wait_for_function(
+    wait_js(
+        page,
         "() => /progress: step [1-9]/.test((document.querySelector('#job-status') || {}).innerText || '')",
         timeout=240_000,
     )
