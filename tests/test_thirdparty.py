@@ -89,3 +89,13 @@ def test_continuous_batching_manager_keeps_what_the_daemon_start_uses():
     assert {"deliver", "deliver_batch"} <= set(vars(OutputRouter))
     start = inspect.getsource(ContinuousBatchingManager.start)
     assert "self._generation_thread" in start and "background_thread_status.clear()" in start
+
+
+def test_gradio_launch_still_has_its_self_check_switch():
+    """The web UI's page takes over 3 s to build its config on a loaded machine, and launch()'s self-check then
+    raised "When localhost is not accessible, a shareable link must be created"; the web UI turns the check off."""
+    import gradio as gr
+
+    for name, value in thirdparty.GRADIO_NO_SELF_CHECK.items():
+        assert inspect.signature(gr.Blocks.launch).parameters[name].default is not value
+    assert "url_ok(self.local_url)" in inspect.getsource(gr.Blocks.launch)

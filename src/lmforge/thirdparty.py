@@ -17,7 +17,7 @@ from typing import Any
 
 from lmforge.errors import writing
 
-CHECKED = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0"}
+CHECKED = {"torch": "2.13.0", "transformers": "5.24.0", "peft": "0.21.2", "trl": "1.16.0", "gradio": "6.31.0"}
 
 # the private transformers.Trainer methods CheckpointHooks overrides, with the parameters it relies on
 TRAINER_PRIVATE = {
@@ -39,6 +39,10 @@ def swap_lora_dropout(layer: Any, adapter: str, module: Any) -> None:
     """peft 0.21.2: `lora_dropout` is a ModuleDict of nn.Dropout/nn.Identity keyed by adapter name
     (tuners/dropout.py swaps in LaneDropout)."""
     layer.lora_dropout[adapter] = module
+
+
+# gradio's private Blocks.launch keyword that turns off only its self-check (a HEAD of its own page, 3 s timeout)
+GRADIO_NO_SELF_CHECK = {"_frontend": False}
 
 
 def drop_gguf_quantizer(model: Any) -> None:

@@ -1,4 +1,5 @@
-"""`lmforge app` in a real headless Chromium: type a question, see the streamed answer appear, clear it."""
+"""`lmforge app` in a real headless Chromium: type a question, see the streamed answer appear, clear it; then the same
+server answers two turns through Gradio's own client (one app process for both: it is the slow part)."""
 
 from __future__ import annotations
 
@@ -93,9 +94,30 @@ def test_chat_page_streams_an_answer(tiny_llama):
                 "() => document.querySelectorAll('#chatbot .message-row').length === 0", timeout=30_000
             )
             browser.close()
+        answers_through_the_client(f"http://127.0.0.1:{port}/")
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            out = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = ""
+    assert "model on cpu" in out or "model on cuda" in out
+
+
+def answers_through_the_client(url: str) -> None:
+    """The page's /send endpoint, as a script would call it: the box is emptied, the history grows by two turns."""
+    import gradio_client
+
+    from lmforge.ui.chat import message_text
+
+    client = gradio_client.Client(url, verbose=False)
+    box, history = client.predict("Hello there", [], "You are terse.", api_name="/send")
+    assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
+    assert message_text(history[0]["content"]) == "Hello there"
+    _, history = client.predict("And again?", history, "You are terse.", api_name="/send")  # a second turn
+    assert [m["role"] for m in history] == ["user", "assistant"] * 2
+    assert message_text(history[2]["content"]) == "And again?"
 
 
 def wait_ready_page(proc: subprocess.Popen, port: int) -> None:

@@ -19,7 +19,7 @@ def _tab_of(command: str) -> tuple[str, ...]:
 
 
 def test_every_cli_flag_has_a_field_with_its_help_choices_and_default():
-    for command in ("sft", "pt", "rlhf", "infer", "export", "deploy"):
+    for command in ("sft", "pt", "rlhf", "infer", "export", "deploy", "eval"):
         assert command in FORM_COMMANDS
         form = {f.name: f for f in forms.tab_fields(_tab_of(command))}
         specs = {s.name: s for s in flag_specs(cli.COMMANDS[command].groups).values()}
@@ -111,3 +111,67 @@ def test_output_key_is_the_resolved_output_dir(tmp_path):
     assert forms.output_key("sft", args) == str((tmp_path / "o").resolve())
     assert forms.output_key("deploy", parse_flags([], cli.COMMANDS["deploy"].groups)) is None
     assert dataclasses.is_dataclass(forms.Field)
+
+
+def _argv_of(command: str, **values: object) -> list[str]:
+    form = forms.tab_fields(_tab_of(command))
+    widget = [values.pop(f.name, f.initial()) for f in form]
+    assert not values, f"no such fields: {values}"
+    return forms.to_argv(command, form, widget)
+
+
+def test_export_and_eval_forms_give_the_exact_command_the_cli_accepts(tmp_path):
+    ckpt = tmp_path / "v0-x" / "checkpoint-4"
+    argv = _argv_of("export", adapters=str(ckpt), quant_method="gptq", quant_bits="4", group_size="32")
+    assert forms.command_line("export", argv) == (
+        f"lmforge export --adapters {ckpt} --quant_method gptq --quant_bits 4 --group_size 32"
+    )
+    argv = _argv_of("export", adapters=str(ckpt), merge_lora=True, to_gguf=True, gguf_type="q8_0")
+    assert argv == ["--adapters", str(ckpt), "--merge_lora", "true", "--to_gguf", "true", "--gguf_type", "q8_0"]
+    assert cli.checked_args("export", ["--model", "m", *argv[2:]]).export.gguf_type == "q8_0"
+    # the Eval tab as the page starts it: results under the web UI's output dir, not the server's cwd
+    out = str(tmp_path / "output")
+    start = forms.page_defaults(("eval",), out)
+    argv = _argv_of("eval", adapters=str(ckpt), eval_dataset="lmforge_mcq", eval_limit="2", **start)
+    assert argv == ["--adapters", str(ckpt), "--eval_dataset", "lmforge_mcq", "--eval_limit", "2"] + [
+        "--eval_output_dir",
+        str(tmp_path / "output" / "eval_output"),
+    ]
+    args = cli.checked_args("eval", ["--model", "m", *argv[2:]])
+    assert args.eval.eval_dataset == ["lmforge_mcq"] and args.eval.eval_limit == 2
+    _, _, problem = forms.check("eval", forms.tab_fields(("eval",)), _eval_values(eval_dataset="lmforge_mcqq"))
+    assert problem.flag == "eval_dataset" and "did you mean lmforge_mcq" in problem.message
+    # training tabs write runs into it; export keeps <ckpt>-merged (the runs folder exists: export would refuse)
+    assert forms.page_defaults(("sft", "pt"), out) == {"output_dir": out}
+    assert forms.page_defaults(("export",), out) == {} == forms.page_defaults(("deploy",), out)
+
+
+def _eval_values(**values: object) -> list[object]:
+    return [values.get(f.name, f.initial()) for f in forms.tab_fields(("eval",))]
+
+
+def test_form_values_are_kept_per_output_dir(tmp_path):
+    from lmforge.ui.form_store import FORM_FILE, FormStore
+
+    form = forms.tab_fields(("sft", "pt"))
+    by_name = {f.name: i for i, f in enumerate(form)}
+    start = [f.initial() for f in form]
+    values = list(start)
+    values[by_name["max_steps"]] = "4"
+    values[by_name["lr_scheduler_type"]] = "constant"
+    values[by_name["packing"]] = True
+    store = FormStore(tmp_path / "out")
+    store.save("train", "pt", form, start, values)
+    again = FormStore(tmp_path / "out")  # a reload, or a restarted server on the same --output_dir
+    assert again.load("train", form) == ("pt", {"max_steps": "4", "lr_scheduler_type": "constant", "packing": True})
+    assert FormStore(tmp_path / "other").load("train", form) == (None, {})  # another output dir: a fresh form
+    store.save("train", "sft", form, start, start)  # back to the defaults: nothing left to restore
+    assert again.load("train", form) == ("sft", {})
+    path = tmp_path / "out" / FORM_FILE
+    path.write_text(
+        '{"train": {"command": "sft", "values": {"packing": "yes", "lr_scheduler_type": "bogus", '
+        '"max_steps": "7", "gone_flag": "1"}}}'
+    )
+    assert again.load("train", form) == ("sft", {"max_steps": "7"})  # a stale or edited file breaks no field
+    path.write_text("not json")
+    assert again.load("train", form) == (None, {})

@@ -5,6 +5,7 @@ Start, which hands the exact command to the server's job table."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
@@ -12,10 +13,25 @@ from typing import Any
 
 from lmforge.errors import UserError
 from lmforge.ui import forms
-from lmforge.ui.jobs import JobTable
+from lmforge.ui.form_store import FormStore
 
 _CHECK_LOCK = threading.Lock()  # `lmforge check` runs in-process with stdout captured: one at a time
 PREVIEW_ROWS = 3
+# puts the CLI's error line under the field it names (and takes the tab's old one away), in the browser: a refresh
+# that updated every field's help text had ~340 outputs per keystroke, which kept a loaded machine's page busy
+MARK_JS = """(payload) => {
+    const d = JSON.parse(payload || "{}");
+    document.querySelectorAll(`.lmforge-flag-error[data-tab="${d.tab}"]`).forEach((e) => e.remove());
+    const host = d.field ? document.getElementById(d.field) : null;
+    if (host) {
+        const line = document.createElement("div");
+        line.className = "lmforge-flag-error";
+        line.dataset.tab = d.tab;
+        line.textContent = "⚠ " + d.message;
+        host.appendChild(line);
+    }
+    return [];
+}"""
 
 
 @dataclass
@@ -28,7 +44,8 @@ class FormTab:
     widgets: dict[str, Any] = field(default_factory=dict)
     command: Any = None  # a Radio (sft/pt) or a State holding the only command
     status: Any = None
-    refresh: tuple = ()  # (fn, inputs, outputs): the preview and field errors, also run on page load
+    refresh: Any = None  # refresh(event): after that event, the preview and the field's error follow the form
+    restore: tuple = ()  # (fn, outputs): the saved form of this output dir, put back on page load
     start: tuple = ()  # (Start button, inputs)
     servers: Any = None  # a server command's tab (a --port flag): the running servers and their URLs
     stop_server: Any = None
@@ -51,18 +68,22 @@ def make_widget(f: forms.Field, tid: str, value: Any) -> Any:
     return gr.Textbox(value=value, lines=1, **kw)
 
 
-def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defaults: dict[str, Any]) -> FormTab:
+def build_form_tab(title: str, commands: tuple[str, ...], store: FormStore, defaults: dict[str, Any]) -> FormTab:
     """Inside an open gr.Tabs: the tab, its form, preview and Start. `defaults` overrides initial values
-    (--output_dir of the web UI)."""
+    (--output_dir of the web UI); every change is saved to `store`, which the page load puts back."""
     import gradio as gr
 
     tid = tab_id(title)
     tab = FormTab(tid, commands, forms.tab_fields(commands))
+    start = [defaults.get(f.name, f.initial()) for f in tab.form]
 
     def add(f: forms.Field) -> None:
         tab.widgets[f.name] = make_widget(f, tid, defaults.get(f.name, f.initial()))
 
     with gr.Tab(title, id=tid):
+        # inside the Tab: a component that is a direct child of gr.Tabs shifts the tab indices in Gradio 6's
+        # front end, which then shows a tab title twice
+        mark = gr.Textbox(visible="hidden", elem_id=f"{tid}-mark")  # {"field", "message"} for MARK_JS
         if len(commands) > 1:
             tab.command = gr.Radio(list(commands), value=commands[0], label="command", elem_id=f"{tid}-command")
         else:
@@ -97,27 +118,38 @@ def build_form_tab(title: str, commands: tuple[str, ...], table: JobTable, defau
             tab.stop_server = gr.Button("Stop server", variant="stop", elem_id=f"{tid}-stop")
     values = [tab.widgets[f.name] for f in tab.form]
 
-    last_slot = gr.State(None)  # the field whose error is shown: only it and the new one are updated
-
-    def refresh(command: str, shown_slot: str | None, *vals: Any) -> list[Any]:
+    def preview_and_errors(command: str, *vals: Any) -> list[Any]:
         argv, _, problem = forms.check(command, tab.form, list(vals))
         slot = problem.flag if problem else None
-        out = [forms.command_line(command, argv), forms.to_yaml(command, argv), slot]
-        out.append(f"**{problem.message}**" if problem and slot is None else "")
-        for f in tab.form:  # the error replaces the field's help line, in red (the field's label stays)
-            if f.name == slot:
-                out.append(gr.update(info=f"⚠ {problem.message}", elem_classes="field-error"))
-            elif f.name == shown_slot:
-                out.append(gr.update(info=f.info, elem_classes=""))
-            else:
-                out.append(gr.update())
-        return out
+        note = f"**{problem.message}**" if problem and slot is None else ""
+        try:
+            store.save(tid, command, tab.form, start, list(vals))
+        except OSError as e:  # the form still works; only a reload would lose it
+            note += f"\n\nThe form is not saved in {store.path} ({e.strerror or e})."
+        where = {"tab": tid, "field": f"{tid}-{slot}" if slot else None, "message": problem.message if slot else ""}
+        return [forms.command_line(command, argv), forms.to_yaml(command, argv), note, json.dumps(where)]
 
-    inputs = [tab.command, last_slot, *values]
-    outputs = [cmd_box, yaml_box, last_slot, top_error, *values]
+    inputs, outputs = [tab.command, *values], [cmd_box, yaml_box, top_error, mark]
     triggers = [w.change for w in values] + ([tab.command.change] if len(commands) > 1 else [])
-    gr.on(triggers, refresh, inputs, outputs, trigger_mode="always_last", show_progress="hidden")
-    tab.refresh = (refresh, inputs, outputs)
+
+    def refresh(after: Any = None) -> None:
+        """The preview and the field's error line: after `after` (the page load), or on every change of the form."""
+        quiet = {"show_progress": "hidden"}
+        if after is None:
+            dep = gr.on(triggers, preview_and_errors, inputs, outputs, trigger_mode="always_last", **quiet)
+        else:
+            dep = after.then(preview_and_errors, inputs, outputs, **quiet)
+        dep.then(None, mark, None, js=MARK_JS)
+
+    refresh()
+    tab.refresh = refresh
+
+    def restore() -> list[Any]:
+        command, saved = store.load(tid, tab.form)
+        head = [command if command in commands else gr.update()] if len(commands) > 1 else []
+        return head + [saved[f.name] if f.name in saved else gr.update() for f in tab.form]
+
+    tab.restore = (restore, ([tab.command] if len(commands) > 1 else []) + values)
     if preview is not None:
         ds = tab.widgets["dataset"]
         gr.on([preview_btn.click, ds.blur, ds.submit], lambda *v: dataset_preview(tab.form, list(v)), values, preview)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lmforge.args.parser import FlagSpec, flag_specs
 from lmforge.errors import UserError
+from lmforge.ui.jobs import TRAINING
 
 # (tab title, commands) in page order; a command missing from COMMANDS (eval, before it lands) has no tab at all
 TABS = (
@@ -47,11 +49,21 @@ BASIC: dict[str, tuple[str, ...]] = {
     "pt": _TRAIN_BASIC,
     "rlhf": ("rlhf_type", "beta", *_TRAIN_BASIC),
     "infer": ("model", "adapters", "val_dataset", "max_new_tokens", "temperature", "result_path", "metric"),
-    "export": ("model", "adapters", "merge_lora", "output_dir"),
+    "export": ("model", "adapters", "merge_lora", "output_dir", "quant_method", "quant_bits", "to_gguf", "gguf_type"),
     "deploy": ("model", "adapters", "host", "port", "served_model_name", "api_key"),
-    "eval": ("model", "adapters", "eval_dataset", "eval_limit"),
+    "eval": ("model", "adapters", "eval_dataset", "eval_limit", "eval_output_dir", "compare_base"),
 }
 UNSET = ""  # a dropdown's "not given" entry
+
+
+def page_defaults(commands: tuple[str, ...], output_dir: str) -> dict[str, str]:
+    """What a tab's fields start at on a web UI serving `output_dir`: training runs and evaluations write under it;
+    export keeps its own default (`<ckpt>-merged`: the runs folder itself exists, and export refuses to overwrite)."""
+    if any(c in TRAINING for c in commands):
+        return {"output_dir": output_dir}
+    if "eval" in commands:
+        return {"eval_output_dir": str(Path(output_dir) / "eval_output")}
+    return {}
 
 
 def commands_of(tab: tuple[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -241,8 +253,6 @@ def _safe_argv(command: str, form: list[Field], values: list[Any]) -> list[str]:
 
 def output_key(command: str, args: Any) -> str | None:
     """The folder a job of this command writes into (two jobs on one folder are refused); None when none is set."""
-    from pathlib import Path
-
     for group in args.groups.values():
         value = getattr(group, "output_dir", None)
         if value:

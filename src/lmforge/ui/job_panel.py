@@ -14,6 +14,9 @@ from typing import Any
 from lmforge.ui import jobs as J
 
 LOG_TAIL = 12  # what the log box shows without scrolling
+# seconds between refreshes while a job runs, and while none does (each refresh costs the page's browser tab CPU;
+# an idle page at 1 s kept a quarter of a core busy)
+BUSY_TICK, IDLE_TICK = 1.0, 5.0
 RUN_COLUMNS = ["job", "command", "status", "step", "final loss", "checkpoints", "model", "dataset"]
 
 
@@ -30,7 +33,9 @@ class JobPanel:
     stop_msg: Any
     chat_btn: Any
     export_btn: Any
+    eval_btn: Any
     deploy_btn: Any
+    timer: Any
 
 
 def frame(points: list[tuple[int, float]], y: str) -> Any:
@@ -40,10 +45,22 @@ def frame(points: list[tuple[int, float]], y: str) -> Any:
     return pd.DataFrame(points, columns=["step", y]).astype(float)
 
 
+def y_range(df: Any) -> list[float] | None:
+    """The y axis for a chart's points, a little wider than they span. Sent one tick after the points: Gradio 6
+    lays a chart out (the room for the tick labels) only when a setting such as y_lim changes, not on new data,
+    so a chart first drawn empty clipped its labels ("10.80" showed as ".80")."""
+    if df is None or df.empty:
+        return None
+    lo, hi = float(df.iloc[:, 1].min()), float(df.iloc[:, 1].max())
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1e-3
+    return [lo - pad, hi + pad]
+
+
 def build_job_panel() -> JobPanel:
     import gradio as gr
 
     with gr.Tab("Jobs", id="jobs"):
+        timer = gr.Timer(BUSY_TICK)  # inside the Tab: a direct child of gr.Tabs doubles a tab title (Gradio 6)
         error = gr.Markdown(elem_id="job-error")
         with gr.Row():
             pick = gr.Dropdown(label="job", choices=[], elem_id="job-pick", scale=3)
@@ -57,6 +74,7 @@ def build_job_panel() -> JobPanel:
                 x="step",
                 y="learning_rate",
                 title="learning rate",
+                y_axis_format=".2~e",  # 1e-4, not 0.00010
                 elem_id="lr-plot",
                 height=260,
             )
@@ -64,9 +82,11 @@ def build_job_panel() -> JobPanel:
         with gr.Row():
             chat_btn = gr.Button("Chat with this checkpoint", elem_id="job-chat")
             export_btn = gr.Button("Merge and export", elem_id="job-export")
+            eval_btn = gr.Button("Evaluate", elem_id="job-eval")
             deploy_btn = gr.Button("Deploy", elem_id="job-deploy")
         runs = gr.Dataframe(headers=RUN_COLUMNS, label="jobs and runs", interactive=False, elem_id="runs")
-    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, chat_btn, export_btn, deploy_btn)
+    buttons = (chat_btn, export_btn, eval_btn, deploy_btn)
+    return JobPanel(pick, error, status, loss, lr, log, runs, stop, stop_msg, *buttons, timer)
 
 
 def run_row(job: J.Job) -> list[Any]:

@@ -330,5 +330,6 @@ def read_jsonl_tolerant(path: Path) -> list[dict]:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
+    """checkpoint-N folders, in step order (not checkpoint-N-merged, which export writes beside them)."""
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))

@@ -17,6 +17,7 @@ from lmforge.errors import UserError
 from lmforge.net import check_port
 from lmforge.ui import forms
 from lmforge.ui import job_panel as P
+from lmforge.ui.form_store import FormStore
 from lmforge.ui.form_tab import FormTab, build_form_tab
 from lmforge.ui.jobs import JobTable, checkpoints
 
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from lmforge.args.parser import Args
     from lmforge.infer.engine import Engine, SamplingConfig
 
-CSS = ".field-error [data-testid='block-info'] + div, .field-error .info, .field-error p { color: #b91c1c !important; }"
+CSS = (
+    ".field-error p, .lmforge-flag-error { color: #b91c1c !important; }"
+    " .lmforge-flag-error { font-size: var(--text-sm); margin-top: 4px; }"
+)
 SERVER_COMMANDS = ("deploy",)  # long-running: Start stays on the tab, which shows the URL
 
 
@@ -100,28 +104,27 @@ def all_checkpoints(table: JobTable) -> list[str]:
 def wire_start(tab: FormTab, table: JobTable, panel: P.JobPanel, tabs: Any) -> None:
     import gradio as gr
 
-    def start(command: str, *values: Any) -> tuple[Any, Any, Any]:
+    def start(command: str, *values: Any) -> tuple[Any, Any, Any, Any]:
         argv, args, problem = forms.check(command, tab.form, list(values))
         if problem is not None:
-            return f"**Not started:** `{problem.message}`", gr.update(), gr.update()
+            return f"**Not started:** `{problem.message}`", gr.update(), gr.update(), gr.update()
         try:
             job = table.start(command, argv, forms.output_key(command, args))
         except UserError as e:
-            return f"**Not started:** `lmforge web-ui: error: {e}`", gr.update(), gr.update()
+            return f"**Not started:** `lmforge web-ui: error: {e}`", gr.update(), gr.update(), gr.update()
         ids = [j.id for j in table.jobs()]
         where = gr.update() if command in SERVER_COMMANDS else gr.update(selected="jobs")
         said = f"Started job `{job.id}`: `{forms.command_line(command, argv)}`"
-        return said, gr.update(choices=ids, value=job.id), where
+        return said, gr.update(choices=ids, value=job.id), where, gr.Timer(P.BUSY_TICK)
 
     button, inputs = tab.start
-    button.click(start, inputs, [tab.status, panel.pick, tabs])
+    button.click(start, inputs, [tab.status, panel.pick, tabs, panel.timer])
 
 
 def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | None) -> None:
     import gradio as gr
 
     shown = gr.State({})  # what this page shows already: unchanged outputs are not sent (nor redrawn) again
-    timer = gr.Timer(1.0)
 
     def tick(pick: str | None, seen: dict) -> list[Any]:
         all_jobs = table.jobs()
@@ -136,28 +139,42 @@ def wire_jobs(page: Any, table: JobTable, panel: P.JobPanel, deploy: FormTab | N
             "lr": lr,
             "log": log,
             "runs": [P.run_row(j) for j in all_jobs],
+            "timer": P.BUSY_TICK if any(j.alive() for j in all_jobs) else P.IDLE_TICK,
         }
         if deploy is not None:
             now["servers"] = servers_text([j for j in all_jobs if j.command in SERVER_COMMANDS])
         out: list[Any] = []
-        for key, value in now.items():
+        for key, value in list(now.items()):  # _axis_update adds the charts' ranges
             same = key in seen and _same(seen[key], value)
-            if same:
+            if same and key in ("loss", "lr"):
+                out.append(_axis_update(key, value, seen, now))
+            elif same:
                 out.append(gr.update())
             elif key == "pick":
                 out.append(gr.update(choices=ids, value=chosen))
+            elif key == "timer":
+                out.append(gr.Timer(value))
             else:
                 out.append(value)
         return [out[0], now, *out[1:]]
 
-    outputs = [panel.pick, shown, panel.error, panel.status, panel.loss, panel.lr, panel.log, panel.runs]
+    outputs = [panel.pick, shown, panel.error, panel.status, panel.loss, panel.lr, panel.log, panel.runs, panel.timer]
     if deploy is not None:
         outputs.append(deploy.servers)
-    for trigger in (timer.tick, page.load, panel.pick.input):
+    for trigger in (panel.timer.tick, page.load, panel.pick.input):
         trigger(tick, [panel.pick, shown], outputs, show_progress="hidden")
     panel.stop.click(lambda pick: table.stop(pick) if pick else "No job selected.", panel.pick, panel.stop_msg)
     if deploy is not None:
         deploy.stop_server.click(lambda: stop_newest_server(table), None, deploy.status)
+
+
+def _axis_update(key: str, df: Any, seen: dict, now: dict) -> Any:
+    """A chart whose points did not change this tick gets its y range (re-laid out, see job_panel.y_range)."""
+    import gradio as gr
+
+    lim = P.y_range(df)
+    now[f"{key}_lim"] = lim
+    return gr.update(y_lim=lim) if lim is not None and seen.get(f"{key}_lim") != lim else gr.update()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -183,7 +200,7 @@ def stop_newest_server(table: JobTable) -> str:
 
 
 def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_id: dict[str, FormTab]) -> None:
-    """From a finished job: chat with, merge and export, or deploy its last checkpoint (fills those tabs)."""
+    """From a finished job: chat with, merge and export, evaluate or deploy its last checkpoint (fills those tabs)."""
     import gradio as gr
 
     def to_chat(pick: str | None) -> tuple[Any, Any, Any, Any]:
@@ -194,7 +211,12 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
         return "", gr.update(choices=choices, value=ckpt), gr.update(value=""), gr.update(selected="chat")
 
     panel.chat_btn.click(to_chat, panel.pick, [panel.stop_msg, chat["adapters"], chat["model"], tabs])
-    for button, tid, extra in ((panel.export_btn, "export", {"merge_lora": True}), (panel.deploy_btn, "deploy", {})):
+    prefills = (
+        (panel.export_btn, "export", {"merge_lora": True}),
+        (panel.eval_btn, "eval", {}),
+        (panel.deploy_btn, "deploy", {}),
+    )
+    for button, tid, extra in prefills:
         tab = by_id.get(tid)
         if tab is None:
             continue
@@ -212,21 +234,21 @@ def wire_prefill(table: JobTable, panel: P.JobPanel, tabs: Any, chat: dict, by_i
 def build_webui(table: JobTable, output_dir: str) -> Any:
     import gradio as gr
 
-    defaults = {"output_dir": output_dir}
+    store = FormStore(output_dir)
     session = ChatSession()
     with gr.Blocks(title="lmforge web UI", analytics_enabled=False) as page:
         gr.Markdown(f"## lmforge web UI · runs in `{output_dir}`")
         with gr.Tabs(overflow_behavior="wrap") as tabs:
             by_id: dict[str, FormTab] = {}
             for title, commands in forms.tabs():
-                tab = build_form_tab(title, commands, table, defaults)
+                tab = build_form_tab(title, commands, store, forms.page_defaults(commands, output_dir))
                 by_id[tab.tab_id] = tab
             panel = P.build_job_panel()
             chat = build_chat_tab(session, all_checkpoints(table))
         for tab in by_id.values():
             wire_start(tab, table, panel, tabs)
-            fn, inputs, outputs = tab.refresh
-            page.load(fn, inputs, outputs, show_progress="hidden")
+            put_back, targets = tab.restore  # the saved form first, then its preview (and the save) from it
+            tab.refresh(page.load(put_back, None, targets, show_progress="hidden"))
         wire_jobs(page, table, panel, by_id.get("deploy"))
         wire_prefill(table, panel, tabs, chat, by_id)
     return page
@@ -243,7 +265,15 @@ def run_webui(args: Args) -> int:
     login = " (login: any user name, --api_key as the password)" if key else ""
     where = f"http://{a.server_name}:{a.server_port}"
     print(f"[lmforge] web UI at {where}{login}; jobs write to {a.output_dir}", flush=True)
+    from lmforge.thirdparty import GRADIO_NO_SELF_CHECK
+
     page.queue(default_concurrency_limit=4).launch(
-        server_name=a.server_name, server_port=a.server_port, auth=auth, show_error=True, css=CSS, quiet=True
+        server_name=a.server_name,
+        server_port=a.server_port,
+        auth=auth,
+        show_error=True,
+        css=CSS,
+        quiet=True,
+        **GRADIO_NO_SELF_CHECK,  # the page's config takes over its 3 s to build on a busy machine: a crash, not a page
     )
     return 0
