@@ -75,6 +75,11 @@ def _question_texts(name: str, opts: dict) -> list[str]:
 def dataset_args(name: str, opts: dict) -> dict:
     """The dataset's --eval_dataset_args entry as EvalScope takes it, with an English prompt for English data."""
     args = dict(opts)
+    if name in ("general_mcq", "general_qa") and args.get("local_path") and not args.get("subset_list"):
+        # EvalScope reads only the subsets it is told (default: 'default'); lmforge's runner takes every file
+        pattern = "*_val.csv" if name == "general_mcq" else "*.jsonl"
+        found = sorted(p.name[: -len(pattern) + 1] for p in Path(args["local_path"]).expanduser().glob(pattern))
+        args["subset_list"] = found or ["default"]
     if name in ("general_mcq", "general_qa") and "prompt_template" not in args:
         if not _is_chinese(_question_texts(name, args)):
             if name == "general_mcq":
