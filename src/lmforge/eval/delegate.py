@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmforge.errors import UserError
+from lmforge.errors import UserError, writing
 
 if TYPE_CHECKING:
     from lmforge.eval.backends import Answer
@@ -221,7 +221,34 @@ def run_benchmark(backend: Any, p: DatasetPlan, ctx: dict) -> tuple[dict, list[R
     path = Path(ctx["run_dir"]) / "reports" / backend.name / f"{name}.json"
     if not path.is_file():
         raise UserError(f"--eval_dataset {name} (EvalScope): no report at {path}", hint="see logs/eval_log.log")
-    report = json.loads(path.read_text(encoding="utf-8"))
-    report.setdefault("dataset_name", name)
-    report["behaviour"] = behaviour(api.answers)
-    return report, []
+    original = json.loads(path.read_text(encoding="utf-8"))
+    original["behaviour"] = behaviour(api.answers)  # one key added to EvalScope's report: lmforge's checks
+    with writing("an eval report", path):
+        path.write_text(json.dumps(original, ensure_ascii=False, indent=2), encoding="utf-8")
+    return summarise(original, name), []
+
+
+def _metric_name(metric: dict) -> str:
+    """EvalScope 1.14's metric identity ({'name': 'rouge', 'dimensions': {'statistic': 'recall', 'variant': 'l'}})
+    as one name (rouge-recall-l); its legacy name when it has one."""
+    if metric.get("legacy_name"):
+        return str(metric["legacy_name"])
+    ident = metric.get("identity") or {}
+    dims = ident.get("dimensions") or {}
+    return "-".join([str(ident.get("name", metric.get("name", "score"))), *(str(dims[k]) for k in sorted(dims))])
+
+
+def summarise(report: dict, name: str) -> dict:
+    """EvalScope's report with what lmforge's table and --fail_on read: each metric's `name`, the primary metric
+    first, and its `score` at the top (the file on disk stays EvalScope's)."""
+    metrics = [{**m, "name": m.get("name") or _metric_name(m)} for m in report.get("metrics", [])]
+    if not metrics:
+        raise UserError(f"--eval_dataset {name} (EvalScope): its report has no metrics")
+    primary = report.get("primary_metric_identity")
+    metrics.sort(key=lambda m: m.get("identity") != primary)  # stable: the primary first
+    return {
+        **report,
+        "dataset_name": report.get("dataset_name") or name,
+        "metrics": metrics,
+        "score": metrics[0]["score"],
+    }
