@@ -92,8 +92,9 @@ def main() -> None:
     record("lmforge qa (generate)", dt, len(qa), mean(graded, "Rouge-L-R"))
 
     from lmforge.eval.datasets import evalscope_task
+    from lmforge.eval.report import behaviour
 
-    ctx = {"sampling": cfg, "limit": None, "batch": a.batch, "extra": {}}
+    ctx = {"sampling": cfg, "limit": None, "batch": a.batch, "extra": {}, "behaviour": behaviour}
     for name, local, n in (("general_mcq", mcq_dir, len(mcq)), ("general_qa", qa_dir, len(qa))):
         plan = DatasetPlan(evalscope_task(name), {"local_path": str(local)}, True)
         t0 = time.perf_counter()

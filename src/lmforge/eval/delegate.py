@@ -63,13 +63,25 @@ def _is_chinese(texts: list[str]) -> bool:
 
 
 def _question_texts(name: str, opts: dict) -> list[str]:
-    """The questions of a local general_mcq/general_qa set, read by lmforge's own readers (rows checked too)."""
-    from lmforge.eval.datasets import load_general_mcq, load_general_qa
+    """The questions of a local general_mcq (`question` column) or general_qa set (query/question/messages), to
+    pick the prompt language; rows are read, not checked (EvalScope checks its own)."""
+    import csv
 
-    if not opts.get("local_path"):
+    root = Path(str(opts.get("local_path") or "")).expanduser()
+    if not opts.get("local_path") or not root.is_dir():
         return []
-    load = load_general_mcq if name == "general_mcq" else load_general_qa
-    return [s.messages[-1]["content"] for s in load({k: v for k, v in opts.items() if k in ("local_path",)})]
+    texts: list[str] = []
+    if name == "general_mcq":
+        for path in sorted(root.glob("*_val.csv")):
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                texts += [row.get("question") or "" for row in csv.DictReader(f)]
+        return texts
+    for path in sorted(root.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else {}
+            msgs = row.get("messages") or [{}]
+            texts.append(str(row.get("query") or row.get("question") or msgs[0].get("content", "")))
+    return texts
 
 
 def dataset_args(name: str, opts: dict) -> dict:
@@ -191,11 +203,11 @@ def model_api(backend: Any, sampling: SamplingConfig, batch: int) -> Any:
 
 
 def run_benchmark(backend: Any, p: DatasetPlan, ctx: dict) -> tuple[dict, list[Review]]:
-    """One EvalScope benchmark on `backend`; its report (EvalScope's, plus lmforge's behaviour checks)."""
+    """One EvalScope benchmark on `backend`; its report (EvalScope's, plus lmforge's behaviour checks). `ctx`:
+    sampling, limit, batch, run_dir, extra (--extra_eval_args) and behaviour (eval/report.py's)."""
     from evalscope.config import TaskConfig
     from evalscope.run import run_task
 
-    from lmforge.eval.report import behaviour
     from lmforge.thirdparty import nltk_without_punkt
 
     nltk_without_punkt()
@@ -222,7 +234,8 @@ def run_benchmark(backend: Any, p: DatasetPlan, ctx: dict) -> tuple[dict, list[R
     if not path.is_file():
         raise UserError(f"--eval_dataset {name} (EvalScope): no report at {path}", hint="see logs/eval_log.log")
     original = json.loads(path.read_text(encoding="utf-8"))
-    original["behaviour"] = behaviour(api.answers)  # one key added to EvalScope's report: lmforge's checks
+    # one key added to EvalScope's report: lmforge's checks (report.behaviour, passed in: no import cycle)
+    original["behaviour"] = ctx["behaviour"](api.answers)
     with writing("an eval report", path):
         path.write_text(json.dumps(original, ensure_ascii=False, indent=2), encoding="utf-8")
     return summarise(original, name), []

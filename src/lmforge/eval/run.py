@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge.errors import UserError
 from lmforge.eval.compare import Side, write_compare
 from lmforge.eval.plan import EvalPlan, make_plan
-from lmforge.eval.report import append_result, dataset_report, summary
+from lmforge.eval.report import append_result, behaviour, dataset_report, summary
 from lmforge.eval.scorers import SCORERS
 from lmforge.runargs import ResolvedModel, resolve_model
 
@@ -125,7 +125,7 @@ def run_eval(args: Args) -> int:
     sides: list[Side] = []
     # what an EvalScope benchmark runs with (eval/delegate.py)
     context = {"sampling": plan.sampling, "limit": plan.limit, "batch": e.eval_num_proc}
-    context.update(run_dir=run_dir, extra=plan.extra)
+    context.update(run_dir=run_dir, extra=plan.extra, behaviour=behaviour)
     for backend in backends:
         t0 = time.perf_counter()
         reports, reviews = [], []
