@@ -258,3 +258,25 @@ def stock_vl_processor(family: Any, image_processor: Any, tokenizer: Any, chat_t
             return ["image_processor", "tokenizer"]
 
     return NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+
+
+def nltk_without_punkt() -> bool:
+    """nltk 3.9 (EvalScope 1.14.1's BLEU): `word_tokenize` first splits sentences with the `punkt_tab` model, a
+    separate download that no package carries; offline, EvalScope logs an error per row and reports BLEU as 0.
+    Without that data, `nltk.word_tokenize` is replaced by itself with `preserve_line=True` (the same Treebank
+    word split, the text taken as one sentence), so BLEU is computed. True when the replacement was made."""
+    import nltk
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+        return False
+    except LookupError:
+        pass
+    original = getattr(nltk.word_tokenize, "lmforge_original", nltk.word_tokenize)
+
+    def word_tokenize(text: str, language: str = "english", preserve_line: bool = True) -> list[str]:
+        return original(text, language=language, preserve_line=True)
+
+    word_tokenize.lmforge_original = original  # type: ignore[attr-defined]
+    nltk.word_tokenize = word_tokenize
+    return True

@@ -9,23 +9,6 @@ from pathlib import Path
 import pytest
 
 from lmforge.cli import main
-from tests.conftest import run_cli
-from tests.serve.conftest import deployed
-
-MCQ_VAL = "id,question,A,B,C,answer\nq1,Which is a colour?,red,dog,run,A\nq2,2 + 2 = ?,3,4,5,B\nq3,Pick C,x,y,z,C\n"
-MCQ_DEV = "id,question,A,B,C,answer\nd1,Dev question?,yes,no,maybe,A\n"
-QA = [{"query": "Say hello", "response": "hello there"}, {"question": "Name a fruit", "answer": "an apple"}]
-
-
-@pytest.fixture(scope="module")
-def evaldata(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("evaldata")
-    (d / "mcq").mkdir()
-    (d / "mcq" / "example_val.csv").write_text(MCQ_VAL)
-    (d / "mcq" / "example_dev.csv").write_text(MCQ_DEV)
-    (d / "qa").mkdir()
-    (d / "qa" / "example.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QA))
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -67,64 +50,80 @@ def test_mcq_loglikelihood_equals_a_direct_forward_pass(tiny_llama, evaldata, tm
 
     from lmforge.infer.engines import load_engine
 
+    """Letters (general_mcq's default) and choice texts (lm-eval's form, the same csv read as lmforge_mcq with
+    "mode": "choice_text") in one run; every choice's log-likelihood equals a direct forward pass."""
     out = tmp_path / "out"
-    flags = _args(evaldata, "general_mcq", general_mcq={"few_shot_num": 1})
+    mcq = {"local_path": str(evaldata / "mcq"), "few_shot_num": 1}
+    opts = {"general_mcq": mcq, "lmforge_mcq": {**mcq, "mode": "choice_text"}}
+    flags = ["--eval_dataset", "general_mcq", "lmforge_mcq", "--eval_dataset_args", json.dumps(opts)]
     code = main(["eval", "--model", str(tiny_llama), "--torch_dtype", "float32", *flags, "--eval_output_dir", str(out)])
     assert code == 0, capsys.readouterr().err
     run = _one_run(out)
     model_name = tiny_llama.name
-    preds = [json.loads(x) for x in (run / "predictions" / model_name / "general_mcq_example.jsonl").open()]
-    reviews = [json.loads(x) for x in (run / "reviews" / model_name / "general_mcq_example.jsonl").open()]
-    assert [p["index"] for p in preds] == ["q1", "q2", "q3"]
-    assert "Dev question?" in preds[0]["messages"][0]["content"]  # one few-shot row from example_dev.csv
     frontend = load_engine(tiny_llama, dtype="float32").frontend
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     tok = frontend.tokenizer
-    for p, r in zip(preds, reviews):
-        prompt = frontend.prompt_ids(p["messages"])
-        want = {}
-        for letter in "ABC":
-            cont = tok(letter, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logits = model(torch.tensor([prompt + cont])).logits[0].log_softmax(-1)
-            want[letter] = sum(logits[len(prompt) - 1 + i, t].item() for i, t in enumerate(cont))
-        assert p["choice_logprobs"] == pytest.approx(want, abs=1e-4)
-        best = max(want, key=want.get)
-        assert r["prediction"] == best and r["score"]["acc"] == float(best == r["target"])
-    report = json.loads((run / "reports" / model_name / "general_mcq.json").read_text())
-    assert report["score"] == pytest.approx(sum(r["score"]["acc"] for r in reviews) / 3)
-    assert report["behaviour"] == {}  # nothing generated
-    line = json.loads((out / "eval_result.jsonl").read_text().splitlines()[-1])
-    assert line["result"][model_name]["general_mcq"] == report["score"]
+    for ds in ("general_mcq", "lmforge_mcq"):
+        preds = [json.loads(x) for x in (run / "predictions" / model_name / f"{ds}_example.jsonl").open()]
+        reviews = [json.loads(x) for x in (run / "reviews" / model_name / f"{ds}_example.jsonl").open()]
+        assert [p["index"] for p in preds] == ["q1", "q2", "q3"]
+        prompt0 = preds[0]["messages"][0]["content"]
+        assert "Dev question?" in prompt0  # one few-shot row from example_dev.csv
+        # choice_text: the bare question (no lettered choices), the few-shot row answered by its choice's text
+        assert ("Answer: yes" in prompt0 and "A. red" not in prompt0) == (ds == "lmforge_mcq")
+        for p, r in zip(preds, reviews):
+            prompt = frontend.prompt_ids(p["messages"])
+            want = {}
+            for letter, text in zip("ABC", r["choices"]):
+                cont = tok(text if ds == "lmforge_mcq" else letter, add_special_tokens=False)["input_ids"]
+                with torch.no_grad():
+                    logits = model(torch.tensor([prompt + cont])).logits[0].log_softmax(-1)
+                want[letter] = sum(logits[len(prompt) - 1 + i, t].item() for i, t in enumerate(cont))
+            assert p["choice_logprobs"] == pytest.approx(want, abs=1e-4)
+            best = max(want, key=want.get)
+            assert r["prediction"] == best and r["score"]["acc"] == float(best == r["target"])
+            if ds == "lmforge_mcq":
+                norm = max(want, key=lambda k: want[k] / len(r["choices"]["ABC".index(k)]))
+                assert r["score"]["acc_norm"] == float(norm == r["target"])
+        report = json.loads((run / "reports" / model_name / f"{ds}.json").read_text())
+        assert report["score"] == pytest.approx(sum(r["score"]["acc"] for r in reviews) / 3)
+        names = [m["name"] for m in report["metrics"]]
+        assert names == (["acc", "acc_norm"] if ds == "lmforge_mcq" else ["acc"])
+        assert report["behaviour"] == {}  # nothing generated
+        line = json.loads((out / "eval_result.jsonl").read_text().splitlines()[-1])
+        assert line["result"][model_name][ds] == report["score"]
 
 
-def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
+def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path, capsys):
     """One CLI run: --adapters restores model and keywords from args.json, --compare_base runs both on one
     engine; a random model never stops, so --fail_on stop_rate<0.95 exits 1 and the token limit held."""
     out = tmp_path / "out"
     flags = _args(
         evaldata, "general_mcq", "general_qa", "lmforge_identity", "humaneval", general_mcq={"mode": "generate"}
     )
-    r = run_cli(
-        "eval",
-        "--adapters",
-        str(lora_ckpt),
-        *flags,
-        "--compare_base",
-        "true",
-        "--eval_limit",
-        "2",
-        "--max_new_tokens",
-        "5",
-        "--torch_dtype",
-        "float32",
-        "--fail_on",
-        "stop_rate<0.95,leaks>1000",
-        "--eval_output_dir",
-        str(out),
+    code = main(
+        [
+            "eval",
+            "--adapters",
+            str(lora_ckpt),
+            *flags,
+            "--compare_base",
+            "true",
+            "--eval_limit",
+            "2",
+            "--max_new_tokens",
+            "5",
+            "--torch_dtype",
+            "float32",
+            "--fail_on",
+            "stop_rate<0.95,leaks>1000",
+            "--eval_output_dir",
+            str(out),
+        ]
     )
-    assert r.returncode == 1, r.stderr[-2000:]
-    assert "--fail_on stop_rate<0.95: stop_rate is 0" in r.stderr and "leaks>1000" not in r.stderr
+    r = capsys.readouterr()
+    assert code == 1, r.err[-2000:]
+    assert "--fail_on stop_rate<0.95: stop_rate is 0" in r.err and "leaks>1000" not in r.err
     run = _one_run(out)
     base, adapted = run / "reports" / "tiny-llama0", run / "reports" / "v0-demo-checkpoint-5"
     for side in (base, adapted):
@@ -151,16 +150,15 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path):
     assert (run / "compare.png").stat().st_size > 5000
     line = json.loads((lora_ckpt / "eval_result.jsonl").read_text().splitlines()[-1])
     assert set(line["result"]) == {"tiny-llama0", "v0-demo-checkpoint-5"}
-    assert "lmforge_identity" in r.stdout and "stop 0%" in r.stdout
+    assert "lmforge_identity" in r.out and "stop 0%" in r.out
 
 
-def test_eval_url_against_lmforge_deploy(tiny_llama, evaldata, tmp_path, capsys):
+def test_eval_url_against_lmforge_deploy(tiny_llama, tiny_llama_port, evaldata, tmp_path, capsys):
     """Answers over HTTP equal the local engine's (greedy, same template), and --system reaches the server."""
     flags = [*_args(evaldata, "general_qa"), "--max_new_tokens", "6", "--system", "Be brief."]
     out = tmp_path / "remote"
-    with deployed(tiny_llama) as port:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        assert main(["eval", "--eval_url", url, *flags, "--eval_output_dir", str(out), "--eval_num_proc", "2"]) == 0
+    url = f"http://127.0.0.1:{tiny_llama_port}/v1/chat/completions"
+    assert main(["eval", "--eval_url", url, *flags, "--eval_output_dir", str(out), "--eval_num_proc", "2"]) == 0
     local = tmp_path / "local"
     assert (
         main(["eval", "--model", str(tiny_llama), "--torch_dtype", "float32", *flags, "--eval_output_dir", str(local)])
@@ -218,48 +216,73 @@ def test_sft_scores_eval_sets_during_training(tiny_llama, tmp_path, capsys):
         "--eval_dataset_args",
         json.dumps({"general_qa": {"local_path": str(tmp_path / "qa")}}),
     ]
-    r = run_cli(
-        "sft",
-        "--model",
-        str(tiny_llama),
-        "--dataset",
-        str(tmp_path / "train.jsonl"),
-        "--tuner_type",
-        "full",
-        "--max_steps",
-        "8",
-        "--learning_rate",
-        "3e-2",
-        "--per_device_train_batch_size",
-        "8",
-        "--gradient_accumulation_steps",
-        "1",
-        "--eval_steps",
-        "4",
-        "--save_steps",
-        "8",
-        "--logging_steps",
-        "4",
-        "--torch_dtype",
-        "float32",
-        *qa,
-        "--eval_generation_config",
-        '{"max_tokens": 8}',
-        "--eval_use_evalscope",
-        "true",
-        "--output_dir",
-        str(tmp_path / "out"),
+    sft = ["sft", "--model", str(tiny_llama), "--dataset", str(tmp_path / "train.jsonl"), "--tuner_type", "full"]
+    steps = ["--max_steps", "6", "--eval_steps", "3", "--save_steps", "6", "--logging_steps", "3"]
+    code = main(
+        [
+            *sft,
+            *steps,
+            "--learning_rate",
+            "3e-2",
+            "--per_device_train_batch_size",
+            "8",
+            "--gradient_accumulation_steps",
+            "1",
+            "--torch_dtype",
+            "float32",
+            *qa,
+            "--eval_generation_config",
+            '{"max_tokens": 8}',
+            "--eval_use_evalscope",
+            "true",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ]
     )
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert code == 0, capsys.readouterr().err[-2000:]
     run = only_run(tmp_path / "out")
     lines = logs(run)
     curve = {x["global_step"]: x["eval_general_qa_Rouge-L-R"] for x in lines if "eval_general_qa_Rouge-L-R" in x}
-    assert sorted(curve) == [4, 8]
+    assert sorted(curve) == [3, 6]
     losses = [x["loss"] for x in lines if "loss" in x]
     assert losses[-1] < losses[0] - 2  # it trained
     assert (run / "images" / "eval_general_qa_Rouge-L-R.png").is_file()
     out = tmp_path / "after"
-    flags = ["--model", str(run / "checkpoint-8"), *qa, "--max_new_tokens", "8", "--eval_output_dir", str(out)]
+    flags = ["--model", str(run / "checkpoint-6"), *qa, "--max_new_tokens", "8", "--eval_output_dir", str(out)]
     assert main(["eval", *flags]) == 0
     report = json.loads(next((_one_run(out) / "reports").glob("*/general_qa.json")).read_text())
-    assert curve[8] == pytest.approx(report["score"]), capsys.readouterr().out
+    assert curve[6] == pytest.approx(report["score"]), capsys.readouterr().out
+
+
+def test_eval_honours_enable_thinking(tiny_qwen3, evaldata, tmp_path):
+    """--enable_thinking reaches eval's prompts (Qwen3 without thinking gets the empty think block in its prompt),
+    and the answer's <think> block is split off and not graded when thinking is on, a leak when it is off."""
+    from lmforge.eval.report import behaviour
+    from lmforge.eval.scorers import SCORERS
+    from lmforge.infer.engine import Completion
+    from lmforge.infer.engines import load_engine
+
+    tokens = {}
+    for on in ("true", "false"):
+        out = tmp_path / on
+        flags = [*_args(evaldata, "general_qa"), "--eval_limit", "1", "--max_new_tokens", "2", "--enable_thinking", on]
+        assert main(["eval", "--model", str(tiny_qwen3), *flags, "--eval_output_dir", str(out)]) == 0
+        preds = _one_run(out) / "predictions" / tiny_qwen3.name / "general_qa_example.jsonl"
+        (pred,) = preds.read_text().splitlines()
+        tokens[on] = json.loads(pred)["prompt_tokens"]
+    engine = load_engine(tiny_qwen3)
+    empty_think = engine.frontend.tokenizer("<think>\n\n</think>\n\n", add_special_tokens=False)["input_ids"]
+    assert tokens["false"] == tokens["true"] + len(empty_think)
+
+    from lmforge.eval.backends import LocalBackend
+    from lmforge.eval.datasets import load_general_qa
+
+    rows = load_general_qa({"local_path": str(evaldata / "qa")})[:1]  # reference: "hello there"
+    said = "<think>\nThe user greets me.\n</think>\n\nhello there"
+    engine.generate = lambda prompts, cfg, adapter=None: [Completion([1, 2], said, "stop", 5, 2) for _ in prompts]
+    for on in (True, False):
+        engine.frontend.template.enable_thinking = on
+        (review,) = SCORERS["qa"](LocalBackend(engine, "m"), rows, {}, None)
+        assert review.answer.reasoning == ("The user greets me." if on else None)
+        assert (review.scores["Rouge-L-F"] == 1.0) == on  # graded on the answer alone when thinking is on
+        assert behaviour([review.answer])["think_leaks"] == (0 if on else 1)

@@ -11,8 +11,6 @@ import sys
 
 import pytest
 
-from tests.serve.conftest import deployed
-
 ROWS = [
     ("The capital of France is", ["Paris", "Berlin", "Rome"], 0),
     ("Two plus two equals", ["three", "four", "five"], 1),
@@ -26,7 +24,7 @@ ROWS = [
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval is not installed (dev extra)")
-def test_lm_eval_local_completions_against_deploy(tiny_llama, tmp_path):
+def test_lm_eval_local_completions_against_deploy(tiny_llama, tiny_llama_port, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in ROWS))
     tasks = tmp_path / "tasks"
@@ -38,21 +36,20 @@ def test_lm_eval_local_completions_against_deploy(tiny_llama, tmp_path):
         'doc_to_text: "{{question}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{answer}}"\n'
         "metric_list: [{metric: acc, aggregation: mean, higher_is_better: true}]\n"
     )
-    with deployed(tiny_llama) as port:
-        model_args = (
-            f"model=tiny,base_url=http://127.0.0.1:{port}/v1/completions,tokenizer_backend=huggingface,"
-            f"tokenizer={tiny_llama},num_concurrent=1,max_retries=1"
-        )
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        r = subprocess.run(
-            [sys.executable, "-m", "lm_eval", "--model", "local-completions", "--model_args", model_args]
-            + ["--include_path", str(tasks), "--tasks", "lmf_mcq", "--output_path", str(tmp_path / "out")]
-            + ["--log_samples"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    model_args = (
+        f"model=tiny,base_url=http://127.0.0.1:{tiny_llama_port}/v1/completions,tokenizer_backend=huggingface,"
+        f"tokenizer={tiny_llama},num_concurrent=1,max_retries=1"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    r = subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "local-completions", "--model_args", model_args]
+        + ["--include_path", str(tasks), "--tasks", "lmf_mcq", "--output_path", str(tmp_path / "out")]
+        + ["--log_samples"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (results,) = (tmp_path / "out" / "tiny").glob("results_*.json")
     acc = json.loads(results.read_text())["results"]["lmf_mcq"]["acc,none"]

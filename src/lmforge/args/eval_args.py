@@ -17,13 +17,15 @@ FAIL_ON = (
 class EvalArgs:
     eval_dataset: list[str] = flag(
         [],
-        "datasets: general_mcq, general_qa, humaneval, lmforge_identity, lmforge_mcq, or a plug-in's",
+        "datasets: general_mcq, general_qa, humaneval, lmforge_identity, lmforge_mcq, a plug-in's, or an EvalScope "
+        "benchmark (lmforge[eval])",
         kind="eval_dataset",
     )
     eval_backend: str = flag(
         "Native",
-        "Native (lmforge's own runner); OpenCompass/VLMEvalKit need their packages",
-        choices=("Native", "OpenCompass", "VLMEvalKit"),
+        "Native (lmforge's own runner; names only EvalScope knows go to EvalScope); EvalScope (every set through "
+        "EvalScope, lmforge[eval]); OpenCompass/VLMEvalKit need their packages",
+        choices=("Native", "EvalScope", "OpenCompass", "VLMEvalKit"),
     )
     eval_limit: int | None = flag(None, "rows per subset (default: all)", **POSITIVE)
     eval_dataset_args: str | None = flag(

@@ -183,10 +183,10 @@ def _eval_job(a: Args) -> None:
     e = a.eval
     if not e.eval_dataset:
         raise UserError("no --eval_dataset given", hint="e.g. --eval_dataset lmforge_mcq general_qa")
-    if e.eval_backend != "Native":
+    if e.eval_backend not in ("Native", "EvalScope"):
         raise UserError(
             f"--eval_backend {e.eval_backend} is not available in this lmforge version",
-            hint="use --eval_backend Native (the built-in runner)",
+            hint="use --eval_backend Native (the built-in runner) or EvalScope",
         )
     if e.eval_url and a.tuner.adapters:
         raise UserError("--eval_url evaluates the server's model; --adapters need a local model", hint="pick one")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
+from lmforge.infer.frontend import split_reasoning
 
 if TYPE_CHECKING:
     from lmforge.infer.engine import Engine, SamplingConfig
@@ -32,6 +33,7 @@ class Answer:
     completion_tokens: int
     leaked: bool  # a special token or template marker inside the answer
     seconds: float  # the batch's wall time shared over its rows (local) or the request's latency (remote)
+    reasoning: str | None = None  # a thinking model's <think> block, split off when thinking is on; not graded
 
 
 class LocalBackend:
@@ -45,6 +47,10 @@ class LocalBackend:
         self.stop_ids = set(engine.frontend.stop_ids)
         self.special_ids = set(tok.all_special_ids)
         self.markers = tuple({*MARKERS, *(s for s in tok.all_special_tokens if len(s) > 1)})
+        template = engine.frontend.template
+        # --enable_thinking: on (or the family's default) the <think> block is split off and the answer graded;
+        # off, a <think> block in the answer is a leak (behaviour's think_leaks)
+        self.thinking = template.spec.thinking and template.enable_thinking is not False
 
     def prompt(self, messages: list[dict]) -> list[int]:
         return self.engine.frontend.prompt_ids(messages)
@@ -58,7 +64,8 @@ class LocalBackend:
         for c in done:
             body = c.token_ids[:-1] if c.token_ids and c.token_ids[-1] in self.stop_ids else c.token_ids
             leaked = bool(self.special_ids & set(body)) or any(m in c.text for m in self.markers)
-            out.append(Answer(c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, leaked, per_row))
+            reasoning, text = split_reasoning(c.text) if self.thinking else (None, c.text)
+            out.append(Answer(text, c.finish_reason, c.prompt_tokens, c.completion_tokens, leaked, per_row, reasoning))
         return out
 
     def score(self, convs: list[list[dict]], continuations: list[list[str]]) -> list[list[float]]:
@@ -84,9 +91,18 @@ class RemoteBackend:
 
     can_score = False  # chat completions carry no prompt log-likelihoods: multiple choice is answered by generation
 
-    def __init__(self, url: str, api_key: str | None, model: str | None, concurrency: int, system: str | None):
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        model: str | None,
+        concurrency: int,
+        system: str | None,
+        enable_thinking: bool | None = None,
+    ):
         self.base = url.rstrip("/").removesuffix("/chat/completions").rstrip("/")
         self.api_key, self.concurrency, self.system = api_key, concurrency, system
+        self.enable_thinking = enable_thinking  # sent as chat_template_kwargs (vLLM's, SGLang's, lmforge's field)
         served = [m.get("id") for m in self._call("GET", "/models", None, timeout=10).get("data", [])]
         if model and model not in served:
             raise UserError(f"--eval_url {url}: serves no model '{model}'; it serves {', '.join(map(str, served))}")
@@ -128,10 +144,13 @@ class RemoteBackend:
             body["stop"] = list(cfg.stop)
         if cfg.seed is not None:
             body["seed"] = cfg.seed
+        if self.enable_thinking is not None:
+            body["chat_template_kwargs"] = {"enable_thinking": self.enable_thinking}
         t0 = time.perf_counter()
         data = self._call("POST", "/chat/completions", body)
         choice = (data.get("choices") or [{}])[0]
-        text = (choice.get("message") or {}).get("content") or ""
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
         usage = data.get("usage") or {}
         leaked = any(m in text for m in self.markers)
         return Answer(
@@ -141,6 +160,7 @@ class RemoteBackend:
             int(usage.get("completion_tokens", 0)),
             leaked,
             time.perf_counter() - t0,
+            message.get("reasoning_content"),
         )
 
     def generate(self, convs: list[list[dict]], cfg: SamplingConfig) -> list[Answer]:

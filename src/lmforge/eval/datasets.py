@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import DataError, UserError
-from lmforge.eval import code  # noqa: F401  (registers humaneval)
+from lmforge.eval import code, delegate  # noqa: F401  (code registers humaneval)
 from lmforge.eval.table import EVAL_DATASETS, LETTERS, EvalTask, Sample, register_eval_dataset
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -28,11 +28,27 @@ def lookup_eval_dataset(name: str) -> EvalTask:
     by_lower = {k.lower(): k for k in EVAL_DATASETS}
     if name.lower() in by_lower:
         return EVAL_DATASETS[by_lower[name.lower()]]
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)
-    hint = (
-        f"did you mean {' or '.join(by_lower[c] for c in close)}?" if close else "register one with --external_plugins"
-    )
+    theirs = delegate.benchmark_names()
+    if name.lower() in theirs:
+        return evalscope_task(theirs[name.lower()])
+    close = difflib.get_close_matches(name.lower(), [*by_lower, *theirs], n=3, cutoff=0.5)
+    names = {**theirs, **by_lower}
+    if close:
+        hint = f"did you mean {' or '.join(names[c] for c in close)}?"
+    else:
+        hint = "register one with --external_plugins"
+        hint += "" if theirs else f"; EvalScope's benchmarks: {delegate.INSTALL}"
     raise UserError(f"--eval_dataset {name}: unknown; known: {', '.join(sorted(EVAL_DATASETS))}", hint=hint)
+
+
+def evalscope_task(name: str) -> EvalTask:
+    """An EvalScope registry benchmark as a set: EvalScope reads, prompts and grades it (eval/delegate.py)."""
+    if not delegate.installed():
+        raise UserError(f"--eval_dataset {name}: EvalScope runs it, and it is not installed", hint=delegate.INSTALL)
+    real = delegate.benchmark_names().get(name.lower())
+    if real is None:
+        raise UserError(f"--eval_backend EvalScope: EvalScope has no benchmark '{name}'")
+    return EvalTask(real, "evalscope", lambda opts: [], ("score",), runs=delegate.run_benchmark)
 
 
 # -- general_mcq ----------------------------------------------------------------------------------------------
@@ -71,6 +87,14 @@ def mcq_prompt(question: str, choices: tuple[str, ...], answer: str | None = Non
     return "\n".join(lines)
 
 
+def cloze_prompt(question: str, choices: tuple[str, ...], answer: str | None = None) -> str:
+    """lm-eval's multiple-choice form (`"mode": "choice_text"`): the question alone, no lettered choices; each
+    choice's text is scored as the answer, and a few-shot row shows its right choice's text."""
+    zh = any("\u4e00" <= ch <= "\u9fff" for ch in question)
+    text = f"{'问题' if zh else 'Question'}: {question}\n{'答案' if zh else 'Answer'}:"
+    return text + (f" {choices[LETTERS.index(answer)]}" if answer else "")
+
+
 def _subsets(root: Path, opts: dict, pattern: str, what: str) -> list[str]:
     if not root.is_dir():
         raise UserError(f"--eval_dataset_args local_path {root}: no such folder")
@@ -84,6 +108,7 @@ def _subsets(root: Path, opts: dict, pattern: str, what: str) -> list[str]:
 def load_general_mcq(opts: dict) -> list[Sample]:
     root = Path(opts["local_path"]).expanduser()
     shots = int(opts.get("few_shot_num", 0))
+    form = cloze_prompt if opts.get("mode") == "choice_text" else mcq_prompt
     out: list[Sample] = []
     for subset in _subsets(root, opts, "*_val.csv", "general_mcq"):
         path = root / f"{subset}_val.csv"
@@ -91,10 +116,10 @@ def load_general_mcq(opts: dict) -> list[Sample]:
             raise UserError(f"{path}: no such file", hint="subset_list names <subset>_val.csv files")
         dev_path = root / f"{subset}_dev.csv"
         dev = [_mcq_row(dev_path, i, r) for i, r in enumerate(_read_csv(dev_path))] if dev_path.is_file() else []
-        head = "".join(mcq_prompt(*d) + "\n\n" for d in dev[:shots])
+        head = "".join(form(*d) + "\n\n" for d in dev[:shots])
         for i, row in enumerate(_read_csv(path)):
             question, choices, answer = _mcq_row(path, i, row)
-            msg = {"role": "user", "content": head + mcq_prompt(question, choices)}
+            msg = {"role": "user", "content": head + form(question, choices)}
             out.append(Sample(str(row.get("id") or i), subset, [msg], answer, choices))
     return out
 

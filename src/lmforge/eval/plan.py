@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import operator
 import re
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
-from lmforge.eval.datasets import lookup_eval_dataset
+from lmforge.eval.datasets import evalscope_task, lookup_eval_dataset
 from lmforge.eval.scorers import SCORERS, generates
 from lmforge.eval.table import EvalTask
 from lmforge.infer.engine import SamplingConfig
@@ -35,6 +36,8 @@ GEN_KEYS = {
     "do_sample": None,  # false: greedy
 }
 DEFAULT_MAX_TOKENS = 512
+# multiple choice: the answer letter's log-likelihood, a generated letter, or each choice text's (lm-eval's form)
+MCQ_MODES = ("loglikelihood", "generate", "choice_text")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class EvalPlan:
     sampling: SamplingConfig
     limit: int | None
     fail_on: list[Condition]
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # --extra_eval_args: EvalScope's TaskConfig
 
 
 def _json(value: str | None) -> dict:
@@ -79,7 +83,7 @@ def _dataset_options(task: EvalTask, given: Any, saved: RunArgs | None) -> dict:
     if not isinstance(given, dict):
         raise UserError(f"--eval_dataset_args {task.name}: expected a JSON object of options")
     unknown = sorted(set(given) - task.options)
-    if unknown:
+    if unknown and task.runs is None:
         known = ", ".join(sorted(task.options)) or "none"
         raise UserError(f"--eval_dataset_args {task.name}: unknown option '{unknown[0]}'; known: {known}")
     opts = {**task.defaults, **given}
@@ -97,8 +101,8 @@ def _dataset_options(task: EvalTask, given: Any, saved: RunArgs | None) -> dict:
                 hint=f'--eval_dataset_args \'{{"{task.name}": {{"keywords": ["NAME", "AUTHOR"]}}}}\' '
                 "(read from args.json of --adapters when they come from a self-cognition run)",
             )
-    if opts.get("mode", "loglikelihood") not in ("loglikelihood", "generate"):
-        raise UserError(f"--eval_dataset_args {task.name}: mode {opts['mode']!r}: use loglikelihood or generate")
+    if opts.get("mode", "loglikelihood") not in MCQ_MODES:
+        raise UserError(f"--eval_dataset_args {task.name}: mode {opts['mode']!r}: use {', '.join(MCQ_MODES)}")
     return opts
 
 
@@ -140,13 +144,17 @@ def parse_fail_on(text: str | None, known: set[str]) -> list[Condition]:
 
 
 def make_plan(args: Args, saved: RunArgs | None, can_score: bool) -> EvalPlan:
-    e = args.eval  # EvalArgs, or sft's TrainEvalArgs (no --extra_eval_args, no --fail_on)
-    if getattr(e, "extra_eval_args", None) and _json(e.extra_eval_args):
+    e = args.eval  # EvalArgs, or sft's TrainEvalArgs (no --extra_eval_args, --fail_on, --eval_backend)
+    if getattr(e, "eval_backend", None) == "EvalScope":
+        tasks = [evalscope_task(name) for name in e.eval_dataset]
+    else:
+        tasks = [lookup_eval_dataset(name) for name in e.eval_dataset]
+    extra = _json(getattr(e, "extra_eval_args", None))
+    if extra and not any(t.runs for t in tasks):
         raise UserError(
             "--extra_eval_args is passed to EvalScope's TaskConfig; the built-in runner takes none",
-            hint="drop it, or set the option in --eval_dataset_args",
+            hint="drop it, set the option in --eval_dataset_args, or run the sets with --eval_backend EvalScope",
         )
-    tasks = [lookup_eval_dataset(name) for name in e.eval_dataset]
     given = _json(e.eval_dataset_args)
     names = {t.name.lower() for t in tasks}
     stray = [k for k in given if k.lower() not in names]
@@ -156,13 +164,15 @@ def make_plan(args: Args, saved: RunArgs | None, can_score: bool) -> EvalPlan:
     plans = []
     for task in tasks:
         opts = _dataset_options(task, given.get(task.name.lower(), {}), saved)
-        plans.append(DatasetPlan(task, opts, generates(task.scorer, opts, can_score)))
-        SCORERS.lookup(task.scorer)
+        plans.append(DatasetPlan(task, opts, task.runs is not None or generates(task.scorer, opts, can_score)))
+        if task.runs is None:
+            SCORERS.lookup(task.scorer)
     known = {p.task.name for p in plans} | {f"{p.task.name}.{m}" for p in plans for m in p.task.metrics}
+    known |= {f"{p.task.name}.acc_norm" for p in plans if p.options.get("mode") == "choice_text"}
     fail_on = parse_fail_on(getattr(e, "fail_on", None), known | set(BEHAVIOUR_KEYS))
     if any(c.key in BEHAVIOUR_KEYS for c in fail_on) and not any(p.generates for p in plans):
         raise UserError(
             "--fail_on tests generated answers, but every dataset here is scored by log-likelihood",
             hint='add a generation set (general_qa, lmforge_identity) or {"mode": "generate"}',
         )
-    return EvalPlan(plans, sampling(args), e.eval_limit, fail_on)
+    return EvalPlan(plans, sampling(args), e.eval_limit, fail_on, extra)

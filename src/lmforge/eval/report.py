@@ -81,7 +81,9 @@ def dataset_report(run_dir: Path, model: str, plan: DatasetPlan, reviews: list[R
         ]
         _jsonl(run_dir / "reviews" / model / name, revs)
     metrics = []
-    for metric in task.metrics:
+    # a scorer may grade more than its task lists (choice_text's acc_norm): reported after the task's own
+    more = [k for k in (reviews[0].scores if reviews else {}) if k not in task.metrics]
+    for metric in (*task.metrics, *more):
         subsets = [
             {"name": s, "score": _mean([r.scores[metric] for r in rows]), "num": len(rows)}
             for s, rows in by_subset.items()

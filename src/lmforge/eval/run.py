@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from lmforge.errors import UserError
 from lmforge.eval.compare import Side, write_compare
 from lmforge.eval.plan import EvalPlan, make_plan
-from lmforge.eval.report import append_result, dataset_report, summary
-from lmforge.eval.scorers import SCORERS, Review
+from lmforge.eval.report import append_result, behaviour, dataset_report, summary
+from lmforge.eval.scorers import SCORERS
 from lmforge.runargs import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ def load_samples(plan: EvalPlan) -> list[list[Sample]]:
     """Every dataset's rows (the first --eval_limit of each subset), read before any model loads."""
     out = []
     for p in plan.datasets:
+        if p.task.runs is not None:  # EvalScope reads its own rows
+            out.append([])
+            continue
         rows = p.task.load(p.options)
         if plan.limit:
             seen: dict[str, int] = {}
@@ -113,18 +116,27 @@ def run_eval(args: Args) -> int:
     if e.eval_url:
         from lmforge.eval.backends import RemoteBackend
 
-        backends = [RemoteBackend(e.eval_url, e.api_key, args.model.model, e.eval_num_proc, args.template.system)]
+        t = args.template
+        remote = RemoteBackend(e.eval_url, e.api_key, args.model.model, e.eval_num_proc, t.system, t.enable_thinking)
+        backends = [remote]
     else:
         backends = local_backends(args, resolved)
     run_dir = Path(e.eval_output_dir) / "native" / dt.datetime.now().strftime("%Y%m%d_%H%M%S")
     sides: list[Side] = []
+    # what an EvalScope benchmark runs with (eval/delegate.py)
+    context = {"sampling": plan.sampling, "limit": plan.limit, "batch": e.eval_num_proc}
+    context.update(run_dir=run_dir, extra=plan.extra, behaviour=behaviour)
     for backend in backends:
         t0 = time.perf_counter()
         reports, reviews = [], []
         for p, rows in zip(plan.datasets, samples):
-            graded: list[Review] = SCORERS[p.task.scorer](backend, rows, p.options, plan.sampling)
+            if p.task.runs is not None:
+                report, graded = p.task.runs(backend, p, context)
+            else:
+                graded = SCORERS[p.task.scorer](backend, rows, p.options, plan.sampling)
+                report = dataset_report(run_dir, backend.name, p, graded)
             reviews.append(graded)
-            reports.append(dataset_report(run_dir, backend.name, p, graded))
+            reports.append(report)
         _print_table(f"{backend.name}: {time.perf_counter() - t0:.1f} s", reports)
         sides.append(
             Side(

@@ -2,7 +2,8 @@
 `(backend, samples, options, sampling) -> list[Review]`.
 
 - `mcq`: multiple choice. By default the log-likelihood of each choice letter as the answer (robust for small
-  models, no parsing); `"mode": "generate"` generates and extracts the letter, as EvalScope does.
+  models, no parsing); `"mode": "generate"` generates and extracts the letter, as EvalScope does;
+  `"mode": "choice_text"` scores each choice's text after the bare question, as lm-eval does (acc, acc_norm).
 - `qa`: a generated answer against the reference, BLEU-1..4 and ROUGE-1/2/L (infer/metrics.py, no data download).
 - `keywords`: right when the answer names one of the expected words (identity questions).
 """
@@ -66,12 +67,29 @@ def score_mcq(backend: Any, samples: list[Sample], opts: dict, cfg: SamplingConf
             got = extract_letter(a.text, s.choices)
             reviews.append(Review(s, a.text, got, {"acc": float(got == s.target)}, a))
         return reviews
+    if opts.get("mode") == "choice_text":
+        return _mcq_by_text(backend, samples, convs)
     scores = backend.score(convs, [list(LETTERS[: len(s.choices)]) for s in samples])
     reviews = []
     for s, lp in zip(samples, scores):
         best = LETTERS[max(range(len(lp)), key=lp.__getitem__)]
         logprobs = {LETTERS[i]: v for i, v in enumerate(lp)}
         reviews.append(Review(s, best, best, {"acc": float(best == s.target)}, extra={"choice_logprobs": logprobs}))
+    return reviews
+
+
+def _mcq_by_text(backend: Any, samples: list[Sample], convs: list[list[dict]]) -> list[Review]:
+    """lm-eval's scoring: the log-likelihood of each choice's own text as the answer; `acc` takes the largest
+    total, `acc_norm` the largest per character of the choice (so long choices are not penalised)."""
+    scores = backend.score(convs, [list(s.choices) for s in samples])
+    reviews = []
+    for s, lp in zip(samples, scores):
+        norm = [v / max(len(c), 1) for v, c in zip(lp, s.choices)]
+        best = LETTERS[max(range(len(lp)), key=lp.__getitem__)]
+        best_norm = LETTERS[max(range(len(norm)), key=norm.__getitem__)]
+        acc = {"acc": float(best == s.target), "acc_norm": float(best_norm == s.target)}
+        logprobs = {LETTERS[i]: v for i, v in enumerate(lp)}
+        reviews.append(Review(s, best, best, acc, extra={"choice_logprobs": logprobs, "acc_norm_choice": best_norm}))
     return reviews
 
 

@@ -35,6 +35,9 @@ class EvalTask:
     options: frozenset[str] = frozenset()
     defaults: dict[str, Any] = field(default_factory=dict)
     required: frozenset[str] = frozenset()  # options that must be given (general_mcq's local_path)
+    # a set run by another harness (EvalScope, eval/delegate.py): (backend, plan, context) -> (report, reviews);
+    # its options are that harness's to check
+    runs: Callable[..., tuple[dict, list]] | None = None
 
     @property
     def main(self) -> str:

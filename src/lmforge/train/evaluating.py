@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
+from lmforge.errors import UserError
 from lmforge.eval.backends import LocalBackend
 from lmforge.eval.plan import EvalPlan, make_plan
 from lmforge.eval.run import load_samples
@@ -28,6 +29,12 @@ def eval_plan(args: Args) -> tuple[EvalPlan, list] | None:
         return None
     saved = RunArgs.from_dict(args.to_dict())  # --model_name/--model_author: the identity keywords
     plan = make_plan(args, saved, can_score=True)
+    delegated = [p.task.name for p in plan.datasets if p.task.runs is not None]
+    if delegated:
+        raise UserError(
+            f"--eval_dataset {delegated[0]}: EvalScope's benchmarks are not scored during training",
+            hint="train with lmforge's sets (general_qa, general_mcq, ...), then `lmforge eval` the checkpoint",
+        )
     return plan, load_samples(plan)
 
 
