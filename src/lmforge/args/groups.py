@@ -366,8 +366,8 @@ class DeployArgs:
     )
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
-        choices=("pt", "transformers", "llamacpp"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
 
 
@@ -380,8 +380,8 @@ class AppArgs:
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
-        choices=("pt", "transformers", "llamacpp"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
 
 

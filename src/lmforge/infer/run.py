@@ -42,7 +42,7 @@ def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
         if not merged.exists():  # as ms-swift: an existing merge is reused
             merge_adapters(resolved, merged)
         resolved = resolved.merged(merged)
-    return engine_from(resolved, backend, args.infer.max_batch_size)
+    return engine_from(resolved, backend, args.infer.max_batch_size, args.backend)
 
 
 def run_infer(args: Args) -> int:
