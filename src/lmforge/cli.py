@@ -71,7 +71,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "rlhf": Command(
         "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
-        {**_TRAIN_GROUPS, "rlhf": RLHFArgs},
+        {**_TRAIN_GROUPS, "rlhf": RLHFArgs, "backend": BackendArgs},
         "lmforge.train.job:run_rlhf",
     ),
     "infer": Command(

@@ -121,11 +121,6 @@ def test_streaming_yields_before_generation_ends(lora_ckpt, tiny_llama):
     assert rest[-1].finish_reason == whole.finish_reason
 
 
-def test_other_backends_say_what_is_missing(lora_ckpt):
-    r = run_cli("infer", "--adapters", str(lora_ckpt), "--infer_backend", "vllm")
-    assert r.returncode != 0 and "--infer_backend vllm needs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
-
 def test_closing_a_stream_stops_generation(lora_ckpt, tiny_llama):
     from lmforge.infer.engine import SamplingConfig
 

@@ -141,17 +141,18 @@ def find_python(python: str | None) -> str:
     return found
 
 
-def check_installed(backend: str, launcher: Launcher, python: str) -> None:
-    """The backend's package must import in `python` (found without importing it: that takes seconds)."""
-    probe = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({launcher.package!r}) else 3)"
+def check_installed(label: str, package: str, hint: str, python: str) -> None:
+    """`package` must import in `python` (found without importing it: that takes seconds); `label` is the flag
+    that asked for it."""
+    probe = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({package!r}) else 3)"
     try:
         rc = subprocess.run([python, "-c", probe], capture_output=True, timeout=120).returncode
     except (OSError, subprocess.TimeoutExpired) as e:
         raise UserError(f"--infer_backend_python {python}: cannot run it ({e})") from None
     if rc == 3:
         raise UserError(
-            f"--infer_backend {backend}: the {launcher.package} package is not installed in {python}",
-            hint=f"{launcher.install_hint} there, or point --infer_backend_python at a Python that has it",
+            f"{label}: the {package} package is not installed in {python}",
+            hint=f"{hint} there, or point --infer_backend_python at a Python that has it",
         )
     if rc:
         raise UserError(f"--infer_backend_python {python}: it does not run Python (exit code {rc})")
@@ -175,8 +176,8 @@ def last_line(log: Path) -> str:
 class Sidecar:
     """One backend server process (under its guard) and its log."""
 
-    def __init__(self, backend: str, argv: list[str], port: int, env: dict[str, str] | None = None):
-        self.backend, self.port = backend, port
+    def __init__(self, backend: str, argv: list[str], port: int, ready_path: str = "/v1/models"):
+        self.backend, self.port, self.ready_path = backend, port, ready_path
         self.url = f"http://{HOST}:{port}"
         fd, name = tempfile.mkstemp(prefix=f"lmforge-{backend}-", suffix=".log")
         self.log = Path(name)
@@ -188,12 +189,11 @@ class Sidecar:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env={**os.environ, **(env or {})},
             )
         atexit.register(self.close)
 
     def wait_ready(self, timeout: float) -> None:
-        """Until `/v1/models` answers; a server that exits, or does not answer in time, is one line."""
+        """Until `ready_path` answers; a server that exits, or does not answer in time, is one line."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rc = self.proc.poll()
@@ -203,7 +203,7 @@ class Sidecar:
                     hint=f"its full log: {self.log}",
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/models", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=2) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -274,7 +274,7 @@ def load_sidecar_engine(backend: str, model: str | Path | None, adapters: dict[s
     launcher = SIDECARS[backend]
     opts: BackendArgs = kw.get("backend_args") or BackendArgs()
     python = find_python(opts.infer_backend_python)
-    check_installed(backend, launcher, python)
+    check_installed(f"--infer_backend {backend}", launcher.package, launcher.install_hint, python)
     loras, rank = served_loras(adapters, tuple(kw.get("base_adapters") or ()), opts)
     margs = dataclasses.replace(kw.get("model_args") or ModelArgs(), model=None if model is None else str(model))
     tok_dir = kw.get("tokenizer_dir")
