@@ -2,15 +2,10 @@
 completions protocol (stop_token_ids, return_tokens_as_token_ids), started, waited for and owned by the same code
 that starts vLLM (infer/sidecar.py). Only the command line differs.
 
-Run as a script it is the client process: `python -m tests.serve.sidecar_standin MODEL ALPHA BETA` loads the
-engine through `load_engine`, generates, prints one JSON line of results and its server's process group, then
-waits on stdin (the test kills it to check that no server outlives it).
+`run(engine)` collects what a sidecar engine answers, for comparison with the PyTorch engine.
 """
 
 from __future__ import annotations
-
-import json
-import sys
 
 from lmforge.infer.sidecar import HOST, Launcher, LaunchSpec, register_sidecar
 
@@ -30,22 +25,28 @@ def register() -> None:
     register_sidecar(NAME, Launcher("lmforge", standin_argv, {"ignore_eos": True}))
 
 
-def run(model: str, alpha: str, beta: str) -> dict:
-    from lmforge.infer.engine import SamplingConfig
-    from lmforge.infer.engines import load_engine
+def run(engine) -> dict:
+    """What the engine answers (sync, streamed, async, logprobs, score, stop strings, an unknown adapter)."""
+    import asyncio
 
-    engine = load_engine(model, {"alpha": alpha, "beta": beta}, backend=NAME, dtype="float32")
+    from lmforge.infer.engine import SamplingConfig
+
     f = engine.frontend
     prompts = [f.prompt_ids([{"role": "user", "content": q}]) for q in ("What is 2+3?", "Name a colour.")]
     greedy = SamplingConfig(max_new_tokens=12, temperature=0.0)
+
+    async def astream() -> list[int]:
+        return [e.token_id async for e in engine.astream(prompts[0], greedy) if e.token_id is not None]
+
     out = {
         "pgid": engine.sidecar.pgid,
         "port": engine.sidecar.port,
         "prompts": prompts,
         "base": [c.token_ids for c in engine.generate(prompts, greedy)],
         "alpha": [c.token_ids for c in engine.generate(prompts, greedy, adapter="alpha")],
-        "beta_text": [c.text for c in engine.generate(prompts, greedy, adapter="beta")],
+        "beta_text": [c.text for c in asyncio.run(engine.agenerate(prompts, greedy, adapter="beta"))],
         "stream": [e.token_id for e in engine.stream(prompts[0], greedy) if e.token_id is not None],
+        "astream": asyncio.run(astream()),
         "logprobs": [lp.logprob for lp in engine.generate(prompts[:1], SamplingConfig(4, logprobs=2))[0].logprobs],
         "score": engine.score([prompts[0]], [[11, 12, 13]])[0].token_logprobs,
         "stop": engine.generate(prompts[:1], SamplingConfig(12, stop=("a",)))[0].text,
@@ -55,9 +56,3 @@ def run(model: str, alpha: str, beta: str) -> dict:
     except ValueError as e:
         out["unknown_adapter"] = str(e)
     return out
-
-
-if __name__ == "__main__":
-    register()
-    print(json.dumps(run(*sys.argv[1:4])), flush=True)
-    sys.stdin.read()  # hold the engine (and its server) until killed

@@ -4,7 +4,6 @@ strings equal the in-process PyTorch engine's; killing the lmforge process (SIGK
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -31,47 +30,55 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_sidecar_client_matches_pt_engine_and_leaves_no_orphan(tiny_qwen3, two_adapters):
+def test_sidecar_client_matches_the_pt_engine(tiny_qwen3, two_adapters):
     from lmforge.infer.engine import SamplingConfig
     from lmforge.infer.engines import load_engine
 
-    a, b = two_adapters
-    client = subprocess.Popen(
-        [sys.executable, "-m", "tests.serve.sidecar_standin", str(tiny_qwen3), str(a), str(b)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    a, b = (str(p) for p in two_adapters)
+    sidecar_standin.register()
+    remote = load_engine(tiny_qwen3, {"alpha": a, "beta": b}, backend=sidecar_standin.NAME, dtype="float32")
     try:
-        line = client.stdout.readline()
-        assert line, client.stderr.read()[-3000:]
-        got = json.loads(line)
-        assert _alive(got["pgid"]) and _listening(got["port"])
-
-        pt = load_engine(tiny_qwen3, {"alpha": str(a), "beta": str(b)}, dtype="float32")
-        greedy = SamplingConfig(max_new_tokens=12, temperature=0.0)
-        prompts = got["prompts"]
-        assert prompts[0] == pt.frontend.prompt_ids([{"role": "user", "content": "What is 2+3?"}])
-        assert got["base"] == [c.token_ids for c in pt.generate(prompts, greedy)]
-        assert got["alpha"] == [c.token_ids for c in pt.generate(prompts, greedy, adapter="alpha")]
-        assert got["alpha"] != got["base"]  # the adapter request reached the server's adapter
-        assert got["beta_text"] == [c.text for c in pt.generate(prompts, greedy, adapter="beta")]
-        assert got["stream"] == got["base"][0]
-        want_lp = [lp.logprob for lp in pt.generate(prompts[:1], SamplingConfig(4, logprobs=2))[0].logprobs]
-        assert got["logprobs"] == pytest.approx(want_lp, abs=1e-4)
-        assert got["score"] == pytest.approx(pt.score([prompts[0]], [[11, 12, 13]])[0].token_logprobs, abs=1e-4)
-        assert got["stop"] == pt.generate(prompts[:1], SamplingConfig(12, stop=("a",)))[0].text
-        assert "a" not in got["stop"]
-        assert got["unknown_adapter"].startswith("unknown adapter 'nope'")
+        got = sidecar_standin.run(remote)
     finally:
-        client.send_signal(signal.SIGKILL)  # no atexit, no cleanup code in lmforge runs
-        client.wait(timeout=30)
+        remote.close()
+    assert not _alive(got["pgid"]) and not _listening(got["port"])  # close() ended the server
+
+    pt = load_engine(tiny_qwen3, {"alpha": a, "beta": b}, dtype="float32")
+    greedy = SamplingConfig(max_new_tokens=12, temperature=0.0)
+    prompts = got["prompts"]
+    assert prompts[0] == pt.frontend.prompt_ids([{"role": "user", "content": "What is 2+3?"}])
+    assert got["base"] == [c.token_ids for c in pt.generate(prompts, greedy)]
+    assert got["alpha"] == [c.token_ids for c in pt.generate(prompts, greedy, adapter="alpha")]
+    assert got["alpha"] != got["base"]  # the adapter request reached the server's adapter
+    assert got["beta_text"] == [c.text for c in pt.generate(prompts, greedy, adapter="beta")]
+    assert got["stream"] == got["astream"] == got["base"][0]
+    want_lp = [lp.logprob for lp in pt.generate(prompts[:1], SamplingConfig(4, logprobs=2))[0].logprobs]
+    assert got["logprobs"] == pytest.approx(want_lp, abs=1e-4)
+    assert got["score"] == pytest.approx(pt.score([prompts[0]], [[11, 12, 13]])[0].token_logprobs, abs=1e-4)
+    assert got["stop"] == pt.generate(prompts[:1], SamplingConfig(12, stop=("a",)))[0].text
+    assert "a" not in got["stop"]
+    assert got["unknown_adapter"].startswith("unknown adapter 'nope'")
+
+
+def test_a_killed_lmforge_leaves_no_server_behind():
+    """SIGKILL runs no cleanup code in lmforge: the guard sees its pipe close and ends the server's group."""
+    script = (
+        "import sys; from lmforge.infer.sidecar import Sidecar, free_port; p = free_port(); "
+        "s = Sidecar('http', [sys.executable, '-m', 'http.server', '--bind', '127.0.0.1', str(p)], p, ready_path='/'); "
+        "s.wait_ready(60); print(s.pgid, p, flush=True); sys.stdin.read()"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pgid, port = map(int, owner.stdout.readline().split())
+        assert _alive(pgid) and _listening(port)
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=30)
     deadline = time.time() + 30
-    while _alive(got["pgid"]) and time.time() < deadline:
+    while _alive(pgid) and time.time() < deadline:
         time.sleep(0.2)
-    assert not _alive(got["pgid"]), "the backend server outlived the killed lmforge process"
-    assert not _listening(got["port"])
+    assert not _alive(pgid), "the backend server outlived the killed lmforge process"
+    assert not _listening(port)
 
 
 @pytest.mark.parametrize(
