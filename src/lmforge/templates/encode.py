@@ -101,7 +101,8 @@ class ChatTemplate:
         if self.enable_thinking is None or "enable_thinking" not in self.jinja:
             return self.jinja
         value = "true" if self.enable_thinking else "false"
-        return f"{{%- if enable_thinking is not defined %}}{{%- set enable_thinking = {value} %}}{{%- endif -%}}{self.jinja}"
+        default = f"{{%- if enable_thinking is not defined %}}{{%- set enable_thinking = {value} %}}{{%- endif -%}}"
+        return default + self.jinja
 
     def render(
         self,
