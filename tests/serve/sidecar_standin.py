@@ -7,7 +7,8 @@ that starts vLLM (infer/sidecar.py). Only the command line differs.
 
 from __future__ import annotations
 
-from lmforge.infer.sidecar import HOST, Launcher, LaunchSpec, register_sidecar
+from lmforge.infer.engines import register_sidecar
+from lmforge.infer.sidecar import HOST, Launcher, LaunchSpec
 
 NAME = "lmforge-standin"
 

@@ -99,8 +99,8 @@ def test_sidecar_bad_python_or_backend_is_one_line(tiny_qwen3, capsys, flags, li
 
 def test_sidecar_server_that_dies_at_start_is_one_line_with_its_last_log_line(tiny_qwen3):
     from lmforge.errors import UserError
-    from lmforge.infer.engines import load_engine
-    from lmforge.infer.sidecar import Launcher, register_sidecar
+    from lmforge.infer.engines import load_engine, register_sidecar
+    from lmforge.infer.sidecar import Launcher
 
     # a real server that cannot start: lmforge deploy refusing a flag, as vLLM refuses a model it cannot place
     register_sidecar("dies", Launcher("lmforge", lambda s: [*sidecar_standin.standin_argv(s), "--max_batch_size", "0"]))

@@ -244,23 +244,3 @@ class StreamSplitter:
             return rest, []
         content, calls = self.parser.parse(rest)
         return (content, calls) if calls else (rest, [])
-
-
-def assistant_message(
-    text: str, parser: ToolParser | None, prefix: str = "", parallel: bool = True
-) -> tuple[dict[str, Any], bool]:
-    """An answer as the OpenAI assistant message (`content`, `reasoning_content`, `tool_calls`) and whether it is
-    a tool call; `parser` None reads no calls, `prefix` is a prefilled call opening. Shared by deploy and infer."""
-    from lmforge.infer.frontend import split_reasoning
-
-    reasoning, content = split_reasoning(text)
-    calls: list[ToolCall] = []
-    if parser is not None:
-        content, calls = parser.parse(prefix + content)
-        calls = calls if parallel else calls[:1]
-    msg: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
-    if reasoning is not None:
-        msg["reasoning_content"] = reasoning
-    if calls:
-        msg["tool_calls"] = [c.openai() for c in calls]
-    return msg, bool(calls)

@@ -61,6 +61,14 @@ def _sidecar(backend: str) -> EngineFactory:
     return make
 
 
+def register_sidecar(name: str, launcher: Any) -> None:
+    """A server backend (an infer.sidecar.Launcher) under `--infer_backend NAME` (plug-ins; the tests' stand-in)."""
+    from lmforge.infer.sidecar import SIDECARS
+
+    SIDECARS[name] = launcher
+    register_engine(name)(_sidecar(name))
+
+
 for _name in ("vllm", "sglang", "lmdeploy"):  # their own OpenAI servers, from their own Python (infer/sidecar.py)
     register_engine(_name)(_sidecar(_name))
 

@@ -178,7 +178,7 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
 def _result_row(engine: Engine, conv: list[dict], label: str | None, res: Any, row: dict) -> dict:
     """One result line. A row with `tools` has the answer's calls parsed, as deploy does (the family's markup):
     `tool_calls` in the row and in the assistant message, whose `content` is the text outside the markup."""
-    from lmforge.agent.parsers import assistant_message
+    from lmforge.infer.frontend import assistant_message
 
     out = {"response": res.text, "labels": label, "finish_reason": res.finish_reason}
     if row.get("tools"):

@@ -298,11 +298,3 @@ def load_sidecar_engine(backend: str, model: str | Path | None, adapters: dict[s
         sidecar=sidecar,
         device=f"{backend} server",
     )
-
-
-def register_sidecar(name: str, launcher: Launcher) -> None:
-    """A server backend under `--infer_backend NAME` (plug-ins; the tests' stand-in server)."""
-    from lmforge.infer.engines import register_engine
-
-    SIDECARS[name] = launcher
-    register_engine(name)(lambda model, adapters=None, **kw: load_sidecar_engine(name, model, adapters or {}, **kw))

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lmforge.agent.parsers import StreamSplitter, ToolParser, assistant_message
+from lmforge.agent.parsers import StreamSplitter, ToolParser
 from lmforge.agent.schema import tools_problem
-from lmforge.infer.frontend import ThinkingRouter
+from lmforge.infer.frontend import ThinkingRouter, assistant_message
 from lmforge.serve.state import err
 
 if TYPE_CHECKING:
