@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmforge.args import CheckArgs, DataArgs, ModelArgs, TemplateArgs, TrainArgs, TunerArgs, format_help, parse_flags
+from lmforge.args.backend_args import BackendArgs
 from lmforge.args.eval_args import EvalArgs, TrainEvalArgs
 from lmforge.args.groups import (
     AdapterArgs,
@@ -70,7 +71,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "rlhf": Command(
         "Alignment: dpo, kto, cpo, simpo, orpo, rm, ppo, grpo, gkd (trl trainers; PPO built in).",
-        {**_TRAIN_GROUPS, "rlhf": RLHFArgs},
+        {**_TRAIN_GROUPS, "rlhf": RLHFArgs, "backend": BackendArgs},
         "lmforge.train.job:run_rlhf",
     ),
     "infer": Command(
@@ -82,6 +83,7 @@ COMMANDS: dict[str, Command] = {
             "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "infer": InferArgs,
+            "backend": BackendArgs,
         },
         "lmforge.infer.run:run_infer",
     ),
@@ -99,6 +101,7 @@ COMMANDS: dict[str, Command] = {
             "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "deploy": DeployArgs,
+            "backend": BackendArgs,
         },
         "lmforge.serve.run:run_deploy",
     ),
@@ -110,6 +113,7 @@ COMMANDS: dict[str, Command] = {
             "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "app": AppArgs,
+            "backend": BackendArgs,
         },
         "lmforge.ui.chat:run_app",
     ),
@@ -122,6 +126,7 @@ COMMANDS: dict[str, Command] = {
             "tuner": AdapterArgs,
             "generation": GenerationArgs,
             "eval": EvalArgs,
+            "backend": BackendArgs,
         },
         "lmforge.eval.run:run_eval",
     ),

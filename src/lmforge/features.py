@@ -81,7 +81,7 @@ FEATURES: list[Feature] = [
         _flag("tuner", "quant_method", "quanto"),
     ),
     Feature("--use_galore", "GaLore", ("galore_torch",), "galore", _flag("tuner", "use_galore")),
-    Feature("--infer_backend vllm", "vLLM", ("vllm",), "vllm", _flag("infer", "infer_backend", "vllm")),
+    # --infer_backend vllm|sglang|lmdeploy: checked in the backend's own Python (infer/sidecar.py), not here
     Feature("--use_vllm", "vLLM", ("vllm",), "vllm", _flag("rlhf", "use_vllm")),
     Feature(
         "--task_type embedding",

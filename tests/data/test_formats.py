@@ -77,6 +77,26 @@ def test_sharegpt_from_value_and_pairs(tmp_path):
     assert msgs(r2) == [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
 
 
+def test_llamafactory_function_call_rows(tmp_path):
+    """LLaMA-Factory's sharegpt tool form: `tools` a JSON string of bare functions, `function_call` turns holding
+    one call or a JSON list (parallel calls), `observation` replies."""
+    weather = {"name": "get_weather", "description": "w", "parameters": {"type": "object", "properties": {}}}
+    calls = [{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {}}]
+    row = {
+        "conversations": [
+            {"from": "human", "value": "Weather in Paris and here?"},
+            {"from": "function_call", "value": json.dumps(calls)},
+            {"from": "observation", "value": '["sunny", "rain"]'},
+            {"from": "gpt", "value": "Sunny there, rain here."},
+        ],
+        "tools": json.dumps([weather]),
+    }
+    (r,) = rows_of(load(str(write(tmp_path / "lf.json", [row]))))
+    assert [m["role"] for m in r["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert [c["function"] for c in r["messages"][1]["tool_calls"]] == calls
+    assert r["tools"] == [{"type": "function", "function": weather}]  # the OpenAI form templates render
+
+
 def test_query_response_with_history_and_aliases(tmp_path):
     f = write(tmp_path / "qr.jsonl", [{"query": "q", "response": "r", "history": [["h1", "h2"]], "system": "S"}])
     (r,) = rows_of(load(str(f)))

@@ -21,7 +21,7 @@ def test_env_command_reports_versions_devices_and_features():
     assert "cpu: " in out and "bf16 " in out and "cuda" in out
     lines = {ln.split()[0] + " " + ln.split()[1]: ln for ln in out.splitlines() if ln.startswith("  --")}
     assert lines["--deepspeed ok"]
-    vllm = [ln for ln in out.splitlines() if ln.strip().startswith("--infer_backend vllm")][0]
+    vllm = [ln for ln in out.splitlines() if ln.strip().startswith("--use_vllm")][0]
     assert "missing: vllm is not installed; pip install 'lmforge[vllm]'" in vllm  # not in the dev install
     assert wall < 15  # torch's import is the bulk; a busy 2-core box measured ~5 s
 

@@ -44,11 +44,6 @@ CASES = {  # argv -> (hidden import, expected line)
         "galore_torch",
         "--use_galore needs GaLore: pip install 'lmforge[galore]'",
     ),
-    "vllm_infer": (
-        ["infer", "--model", "m", "--infer_backend", "vllm"],
-        "vllm",
-        "--infer_backend vllm needs vLLM: pip install 'lmforge[vllm]'",
-    ),
     "vllm_grpo": (
         ["rlhf", *SFT, "--rlhf_type", "grpo", "--reward_funcs", "format", "--use_vllm", "true"],
         "vllm",

@@ -54,3 +54,25 @@ def test_deploy_flag_reaches_the_served_prompt(tiny_qwen3):
     )
     text = state.engine.frontend.tokenizer.decode(state.engine.frontend.prompt_ids(CONV[:1]))
     assert text.endswith("<think>\n\n</think>\n\n")
+
+
+def test_exported_template_carries_the_chosen_thinking_default(tiny_qwen3, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from lmforge.args import ModelArgs, TemplateArgs
+    from lmforge.export.merge import write_companions
+    from lmforge.models.setup import setup_tokenizer
+
+    ask = CONV[:1]
+    for choice, tail in ((False, "<think>\n\n</think>\n\n"), (True, "<|im_start|>assistant\n")):
+        setup = setup_tokenizer(ModelArgs(model=str(tiny_qwen3)), TemplateArgs(enable_thinking=choice))
+        out = tmp_path / str(choice)
+        write_companions(out, setup, SimpleNamespace(saved=None), None, {})  # what `export --merge_lora` writes
+        exported = AutoTokenizer.from_pretrained(out)  # as vLLM or transformers load the merged model
+        assert exported.apply_chat_template(ask, add_generation_prompt=True, tokenize=False).endswith(tail)
+        flipped = exported.apply_chat_template(
+            ask, add_generation_prompt=True, tokenize=False, enable_thinking=not choice
+        )
+        assert not flipped.endswith(tail)  # a request's own setting still wins

@@ -49,6 +49,11 @@ class EvalArgs:
     fail_on: str | None = flag(None, "exit 1 when a condition holds, e.g. 'stop_rate<0.95,leaks>0'", pattern=FAIL_ON)
     compare_base: bool = flag(False, "also run the base model (adapter off) on the same rows: a side-by-side report")
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
+    infer_backend: str = flag(
+        "pt",
+        "the local engine: pt (PyTorch), vllm, sglang, lmdeploy (their servers, see --infer_backend_python)",
+        choices=("pt", "transformers", "vllm", "sglang", "lmdeploy"),
+    )
 
 
 @dataclass

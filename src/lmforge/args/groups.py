@@ -366,8 +366,8 @@ class DeployArgs:
     )
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
-        choices=("pt", "transformers", "llamacpp"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
 
 
@@ -380,8 +380,8 @@ class AppArgs:
     load_args: bool = flag(True, "restore model, template and system prompt from the checkpoint's args.json")
     infer_backend: str = flag(
         "pt",
-        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python)",
-        choices=("pt", "transformers", "llamacpp"),
+        "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python), vllm, sglang, lmdeploy",
+        choices=("pt", "transformers", "llamacpp", "vllm", "sglang", "lmdeploy"),
     )
 
 
@@ -417,6 +417,12 @@ class RLHFArgs:
     teacher_model: str | None = flag(None, "GKD: the teacher model")
     lmbda: float = flag(0.5, "GKD: fraction of on-policy (student-generated) batches", **PROB)
     use_vllm: bool = flag(False, "GRPO rollouts with vLLM (GPU only)")
+    vllm_mode: str = flag(
+        "colocate", "--use_vllm: vLLM inside the trainer, or a trl vllm-serve server", choices=("colocate", "server")
+    )
+    vllm_server_host: str | None = flag(None, "--vllm_mode server: its host (none: lmforge starts one itself)")
+    vllm_server_port: int = flag(8000, "--vllm_mode server: its port", **PORT)
+    vllm_server_timeout: float = flag(240.0, "--vllm_mode server: seconds to wait for it", gt=0)
     log_completions: bool = flag(False, "GRPO/PPO: write sampled completions and rewards to completions.jsonl")
     num_ppo_epochs: int = flag(4, "PPO: optimisation epochs per rollout batch", **POSITIVE)
     kl_coef: float = flag(0.05, "PPO: KL penalty to the reference in the reward", ge=0)

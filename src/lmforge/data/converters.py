@@ -216,12 +216,22 @@ def text(row: dict) -> dict:
     return _extras(row, {"messages": [{"role": "assistant", "content": _text(row, "text")}]}, {"text"})
 
 
-def _tool_call(content: str) -> dict:
+def _tool_calls(content: str) -> list[dict]:
+    """A tool_call / function_call turn's calls: one JSON {"name", "arguments"}, or a JSON list of them
+    (LLaMA-Factory's parallel calls)."""
     try:
         call = json.loads(content) if isinstance(content, str) else content
     except json.JSONDecodeError:
         raise RowError("content", 'a tool_call turn must hold JSON {"name", "arguments"}')
-    return {"type": "function", "function": call}
+    return [{"type": "function", "function": c} for c in (call if isinstance(call, list) else [call])]
+
+
+def _openai_tools(tools: Any) -> Any:
+    """LLaMA-Factory's bare {"name", "description", "parameters"} tools as OpenAI {"type": "function", ...}."""
+    if not isinstance(tools, list):
+        return tools
+    bare = [isinstance(t, dict) and "name" in t and "function" not in t and "type" not in t for t in tools]
+    return [{"type": "function", "function": t} if b else t for t, b in zip(tools, bare)]
 
 
 def normalize_messages(turns: Any, field: str = "messages") -> list[dict]:
@@ -259,9 +269,9 @@ def normalize_messages(turns: Any, field: str = "messages") -> list[dict]:
         msg["content"] = content
         if role == "tool_call":  # ms-swift style: fold into an assistant turn with tool_calls
             if out and out[-1]["role"] == "assistant" and out[-1].get("tool_calls") is not None:
-                out[-1]["tool_calls"].append(_tool_call(content))
+                out[-1]["tool_calls"].extend(_tool_calls(content))
             else:
-                out.append({"role": "assistant", "content": "", "tool_calls": [_tool_call(content)]})
+                out.append({"role": "assistant", "content": "", "tool_calls": _tool_calls(content)})
             continue
         out.append(msg)
     return out
@@ -279,6 +289,8 @@ def _conversation(row: dict) -> dict:
                 row = {**row, key: json.loads(row[key])}
             except json.JSONDecodeError:
                 raise RowError(key, "not valid JSON", "tools is a JSON list of OpenAI tool definitions")
+    if row.get("tools") is not None:
+        row = {**row, "tools": _openai_tools(row["tools"])}
     if row.get("tools") is not None or any(m.get("tool_calls") or m["role"] == "tool" for m in msgs):
         from lmforge.agent.schema import messages_problem
 

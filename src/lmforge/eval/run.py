@@ -67,7 +67,7 @@ def local_backends(args: Args, resolved: ResolvedModel) -> list[Any]:
     size = args.eval.eval_num_proc
     plain = resolved.adapters.plain
     if not args.eval.compare_base:
-        engine = engine_from(resolved, "pt", size)
+        engine = engine_from(resolved, args.eval.infer_backend, size, args.backend)
         return [LocalBackend(engine, _adapter_name(plain[-1]) if plain else _plain_name(engine.model_path))]
     if len(plain) != 1 or plain[0] in resolved.adapters.hooked:
         raise UserError(
@@ -81,6 +81,8 @@ def local_backends(args: Args, resolved: ResolvedModel) -> list[Any]:
         template_args=resolved.template_args,
         tokenizer_dir=resolved.tokenizer_dir,
         max_batch_size=size,
+        backend=args.eval.infer_backend,
+        backend_args=args.backend,
     )
     base = LocalBackend(engine, _plain_name(engine.model_path))
     return [base, LocalBackend(engine, _adapter_name(plain[0]), adapter=ADAPTER)]

@@ -93,7 +93,7 @@ def write_companions(tmp: Path, setup: Any, resolved: Any, gen: Any, extra: dict
     of a vision-language model, a generation config that stops where the template does (none for a task head), and
     args.json (template, system prompt, where it came from)."""
     tok = setup.tokenizer
-    tok.chat_template = setup.template.jinja  # the training template, baked into tokenizer_config / chat_template
+    tok.chat_template = setup.template.exported_jinja()  # the training template (and its thinking default)
     tok.save_pretrained(tmp)
     save_media_files(setup.template, tmp)  # a vision-language model: its image processor, resizing as trained
     if gen is not None:

@@ -1,8 +1,8 @@
 """The engine table: `--infer_backend NAME` -> a factory building an `Engine` (infer/engine.py) from paths.
 
 The PyTorch engine and llama.cpp (`llamacpp`, a GGUF through llama-cpp-python) are in-process; vLLM, SGLang and
-LMDeploy are to run as sidecar servers from their own
-environments (each pins its own torch) behind the same interface, and say in one line what is missing.
+LMDeploy run as sidecar servers from their own environments (each pins its own torch) behind the same interface
+(infer/sidecar.py, infer/remote.py); `backend_args` carries their flags (args/backend_args.py).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def register_engine(*names: str) -> Callable[[EngineFactory], EngineFactory]:
 def _pt_engine(model: str | Path, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
     from lmforge.infer.loading import load_pt_engine
 
+    kw.pop("backend_args", None)  # the server backends' flags
     return load_pt_engine(model, adapters or {}, **kw)
 
 
@@ -51,31 +52,25 @@ def _llamacpp_engine(model: str | Path | None, adapters: dict[str, str] | None =
 PLACEHOLDERS: set[str] = set()  # backends that only say what is missing (a command may ask them first)
 
 
-def _needs(backend: str, package: str) -> EngineFactory:
-    def make(*_a: Any, **_k: Any) -> Engine:
-        import importlib.util
+def _sidecar(backend: str) -> EngineFactory:
+    def make(model: str | Path | None, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
+        from lmforge.infer.sidecar import load_sidecar_engine
 
-        if importlib.util.find_spec(package) is None:
-            raise UserError(
-                f"--infer_backend {backend} needs the {package} package (and a CUDA GPU)",
-                hint="use --infer_backend pt on this machine",
-            )
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"--infer_backend {backend} needs a CUDA GPU; none is visible", hint="use --infer_backend pt"
-            )
-        raise UserError(
-            f"--infer_backend {backend} is not wired up in this lmforge version", hint="use --infer_backend pt"
-        )
+        return load_sidecar_engine(backend, model, adapters or {}, **kw)
 
     return make
 
 
-for _name in ("vllm", "sglang", "lmdeploy"):
-    register_engine(_name)(_needs(_name, _name))
-    PLACEHOLDERS.add(_name)
+def register_sidecar(name: str, launcher: Any) -> None:
+    """A server backend (an infer.sidecar.Launcher) under `--infer_backend NAME` (plug-ins; the tests' stand-in)."""
+    from lmforge.infer.sidecar import SIDECARS
+
+    SIDECARS[name] = launcher
+    register_engine(name)(_sidecar(name))
+
+
+for _name in ("vllm", "sglang", "lmdeploy"):  # their own OpenAI servers, from their own Python (infer/sidecar.py)
+    register_engine(_name)(_sidecar(_name))
 
 
 def load_engine(
@@ -90,6 +85,7 @@ def load_engine(
     template_args: TemplateArgs | None = None,
     tokenizer_dir: str | Path | None = None,
     max_batch_size: int = 16,
+    backend_args: Any = None,
 ) -> Engine:
     """An engine from paths: `model` (None: the embedded default), named `adapters` {name: path} a request picks
     by name, `base_adapters` applied always (in order). `dtype` is a torch dtype or a `--torch_dtype` name (None:
@@ -107,10 +103,11 @@ def load_engine(
         template_args=template_args,
         tokenizer_dir=tokenizer_dir,
         max_batch_size=max_batch_size,
+        backend_args=backend_args,
     )
 
 
-def engine_from(resolved: ResolvedModel, backend: str, max_batch_size: int) -> Engine:
+def engine_from(resolved: ResolvedModel, backend: str, max_batch_size: int, backend_args: Any = None) -> Engine:
     """The engine a command runs on, from its resolved model (flags > args.json > defaults)."""
     return load_engine(
         resolved.model,
@@ -121,4 +118,5 @@ def engine_from(resolved: ResolvedModel, backend: str, max_batch_size: int) -> E
         template_args=resolved.template_args,
         tokenizer_dir=resolved.tokenizer_dir,
         max_batch_size=max_batch_size,
+        backend_args=backend_args,
     )

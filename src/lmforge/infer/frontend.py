@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lmforge.agent.parsers import ToolParser
     from lmforge.templates.encode import ChatTemplate
 
 _DEFAULT = object()  # "the template's own --system"
@@ -132,3 +133,21 @@ class ThinkingRouter:
                 out.append((delta[:at].rstrip("\n") if self.inside else delta[:at], field))
             self.inside, delta = not self.inside, delta[at + len(marker) :].lstrip("\n")
         return [(p, f) for p, f in out if p]
+
+
+def assistant_message(
+    text: str, parser: ToolParser | None, prefix: str = "", parallel: bool = True
+) -> tuple[dict[str, Any], bool]:
+    """An answer as the OpenAI assistant message (`content`, `reasoning_content`, `tool_calls`) and whether it is
+    a tool call; `parser` None reads no calls, `prefix` is a prefilled call opening. Shared by deploy and infer."""
+    reasoning, content = split_reasoning(text)
+    calls: list = []
+    if parser is not None:
+        content, calls = parser.parse(prefix + content)
+        calls = calls if parallel else calls[:1]
+    msg: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
+    if reasoning is not None:
+        msg["reasoning_content"] = reasoning
+    if calls:
+        msg["tool_calls"] = [c.openai() for c in calls]
+    return msg, bool(calls)

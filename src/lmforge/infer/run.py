@@ -42,7 +42,7 @@ def build_engine(args: Args, resolved: ResolvedModel) -> Engine:
         if not merged.exists():  # as ms-swift: an existing merge is reused
             merge_adapters(resolved, merged)
         resolved = resolved.merged(merged)
-    return engine_from(resolved, backend, args.infer.max_batch_size)
+    return engine_from(resolved, backend, args.infer.max_batch_size, args.backend)
 
 
 def run_infer(args: Args) -> int:
@@ -163,19 +163,8 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
     )
     path = result_path(args, resolved)
     with writing("the results", path), _opened(path) as f:
-        for conv, label, res in zip(convs, labels, results):
-            f.write(
-                json.dumps(
-                    {
-                        "response": res.text,
-                        "labels": label,
-                        "messages": [*conv, {"role": "assistant", "content": res.text}],
-                        "finish_reason": res.finish_reason,
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+        for conv, label, res, row in zip(convs, labels, results, rows):
+            f.write(json.dumps(_result_row(engine, conv, label, res, row), ensure_ascii=False) + "\n")
     print(f"[lmforge] {len(results)} answers written to {path}")
     if args.infer.metric:
         pairs = [(r.text, lab) for r, lab in zip(results, labels) if lab is not None]
@@ -184,6 +173,22 @@ def batch(args: Args, resolved: ResolvedModel) -> int:
         shown = ", ".join(f"{k}: {v:.4f}" for k, v in scores.items())
         print(f"[lmforge] {shown} over {len(pairs)} rows")
     return 0
+
+
+def _result_row(engine: Engine, conv: list[dict], label: str | None, res: Any, row: dict) -> dict:
+    """One result line. A row with `tools` has the answer's calls parsed, as deploy does (the family's markup):
+    `tool_calls` in the row and in the assistant message, whose `content` is the text outside the markup."""
+    from lmforge.infer.frontend import assistant_message
+
+    out = {"response": res.text, "labels": label, "finish_reason": res.finish_reason}
+    if row.get("tools"):
+        msg, called = assistant_message(res.text, engine.frontend.tool_parser)
+        if called:
+            out["tool_calls"] = msg["tool_calls"]
+            out["finish_reason"] = "tool_calls"
+    else:
+        msg = {"role": "assistant", "content": res.text}
+    return {**out, "messages": [*conv, msg]}
 
 
 def _prompt(engine: Engine, conv: list[dict], row: dict) -> Any:

@@ -120,6 +120,10 @@ class CompletionRequest(_Sampling):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
+    # vLLM's token-level fields, so lmforge's RemoteEngine (infer/remote.py) can drive this server too
+    stop_token_ids: list[int] | None = None  # must be this server's own stop ids (its template's)
+    ignore_eos: bool = False  # with stop_token_ids: stop at exactly those (what this server does anyway)
+    return_tokens_as_token_ids: bool = False  # logprobs tokens spelled 'token_id:N'
 
     @field_validator("suffix")
     @classmethod

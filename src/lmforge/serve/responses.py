@@ -171,9 +171,14 @@ async def _chat_stream(
     yield "data: [DONE]\n\n"
 
 
-def _text_logprobs(state: ServeState, lps: list[TokenLogprob], offset: int) -> dict:
+def _token_namer(state: ServeState, as_ids: bool) -> Any:
+    """How a token is spelled in logprobs: its text, or 'token_id:N' (`return_tokens_as_token_ids`)."""
+    return (lambda t: f"token_id:{t}") if as_ids else state.engine.frontend.token_text
+
+
+def _text_logprobs(state: ServeState, lps: list[TokenLogprob], offset: int, as_ids: bool = False) -> dict:
     """The legacy completions shape: tokens, token_logprobs, top_logprobs, text_offset."""
-    text = state.engine.frontend.token_text
+    text = _token_namer(state, as_ids)
     tokens = [text(lp.token_id) for lp in lps]
     offsets, at = [], offset
     for t in tokens:
@@ -198,6 +203,13 @@ def _check_completion(state: ServeState, body: CompletionRequest, n_prompts: int
         return err(400, "echo: not supported with stream (send stream: false)", param="echo")
     if body.echo and body.logprobs is not None and not state.engine.capabilities.prompt_logprobs:
         return err(400, "echo with logprobs: this backend returns no prompt logprobs (use --infer_backend pt)", "echo")
+    own = sorted(state.engine.frontend.stop_ids)
+    if body.stop_token_ids is not None and sorted(set(body.stop_token_ids)) != own:
+        return err(400, f"stop_token_ids: this server stops at its template's stop ids {own} only", "stop_token_ids")
+    if body.ignore_eos and body.stop_token_ids is None:
+        return err(
+            400, "ignore_eos: only with stop_token_ids (this server stops at its template's stop ids)", "ignore_eos"
+        )
     return None
 
 
@@ -223,12 +235,12 @@ def _prompts(state: ServeState, body: CompletionRequest) -> list[tuple[list[int]
 
 
 async def _echo_logprobs(
-    state: ServeState, ids: list[int], generated: list[list[int]], k: int, adapter: str | None
+    state: ServeState, ids: list[int], generated: list[list[int]], body: CompletionRequest, adapter: str | None
 ) -> list[dict]:
     """Prompt + generated tokens with their logprobs from one forward pass (`score`); the first token has none."""
-    conts = [ids[1:] + g for g in generated]
+    conts, k = [ids[1:] + g for g in generated], body.logprobs or 0
     scores = await asyncio.to_thread(state.engine.score, [ids[:1]] * len(conts), conts, adapter=adapter, top=k)
-    text = state.engine.frontend.token_text
+    text = _token_namer(state, body.return_tokens_as_token_ids)
     out = []
     for g, s in zip(generated, scores):
         tokens = [text(t) for t in ids + g]
@@ -266,11 +278,11 @@ async def _choices(
     lps: list = [None] * body.n
     if body.echo and body.logprobs is not None:
         try:
-            lps = await _echo_logprobs(state, ids, generated, body.logprobs, adapter)
+            lps = await _echo_logprobs(state, ids, generated, body, adapter)
         except EngineError as e:
             return err(500, str(e), "server_error")
     elif results and results[0].logprobs is not None:
-        lps = [_text_logprobs(state, r.logprobs, 0) for r in results]
+        lps = [_text_logprobs(state, r.logprobs, 0, body.return_tokens_as_token_ids) for r in results]
     choices = []
     for i in range(body.n):
         r = results[i] if results else None
@@ -328,7 +340,7 @@ async def _completion_stream(
             continue
         used += event.token_id is not None
         reason = _reason(event) if event.finish_reason is not None else None
-        lps = _text_logprobs(state, [event.logprob], 0) if event.logprob is not None else None
+        lps = _text_logprobs(state, [event.logprob], 0, body.return_tokens_as_token_ids) if event.logprob else None
         if event.text or reason or lps:
             choice = {"index": i, "text": event.text, "finish_reason": reason, "logprobs": lps}
             yield _sse({**base, "choices": [choice]})

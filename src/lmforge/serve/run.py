@@ -23,7 +23,7 @@ def build_state(args: Args) -> ServeState:
     d = args.deploy
     # `--adapters PATH`: the default adapter, served under the base name; `name=PATH` pairs: multi-LoRA by name
     resolved = resolve_model(args, d.load_args, allow_named=True)
-    engine = engine_from(resolved, d.infer_backend, d.max_batch_size)
+    engine = engine_from(resolved, d.infer_backend, d.max_batch_size, args.backend)
     # the embedded model's cache folder carries a hash suffix: serve it under its plain name
     plain = resolved.adapters.plain
     default_name = re.sub(r"-[0-9a-f]{12}$", "", Path(engine.model_path).name)

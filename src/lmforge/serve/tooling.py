@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lmforge.agent.parsers import StreamSplitter, ToolCall, ToolParser
+from lmforge.agent.parsers import StreamSplitter, ToolParser
 from lmforge.agent.schema import tools_problem
-from lmforge.infer.frontend import ThinkingRouter, split_reasoning
+from lmforge.infer.frontend import ThinkingRouter, assistant_message
 from lmforge.serve.state import err
 
 if TYPE_CHECKING:
@@ -31,17 +31,7 @@ class ToolPlan:
 
     def message(self, text: str) -> tuple[dict[str, Any], bool]:
         """An answer as the OpenAI message, and whether it is a tool call."""
-        reasoning, content = split_reasoning(text)
-        calls: list[ToolCall] = []
-        if self.parser is not None:
-            content, calls = self.parser.parse(self.prefix + content)
-            calls = calls if self.parallel else calls[:1]
-        msg: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
-        if reasoning is not None:
-            msg["reasoning_content"] = reasoning
-        if calls:
-            msg["tool_calls"] = [c.openai() for c in calls]
-        return msg, bool(calls)
+        return assistant_message(text, self.parser, self.prefix, self.parallel)
 
     def streamer(self) -> ChoiceStream:
         return ChoiceStream(self)

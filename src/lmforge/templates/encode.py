@@ -94,6 +94,16 @@ class ChatTemplate:
             return messages
         return [{"role": "system", "content": self.system}, *messages]
 
+    def exported_jinja(self) -> str:
+        """The chat template an exported checkpoint carries: the chosen `--enable_thinking` becomes its default,
+        so a plain `apply_chat_template` elsewhere (vLLM, transformers, ms-swift) follows it; a request's own
+        `enable_thinking` still wins."""
+        if self.enable_thinking is None or "enable_thinking" not in self.jinja:
+            return self.jinja
+        value = "true" if self.enable_thinking else "false"
+        default = f"{{%- if enable_thinking is not defined %}}{{%- set enable_thinking = {value} %}}{{%- endif -%}}"
+        return default + self.jinja
+
     def render(
         self,
         messages: list[dict],

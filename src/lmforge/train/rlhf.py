@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lmforge.errors import UserError
 from lmforge.train import rows
 from lmforge.train.methods import OWN_TRAINER_ONLY, register_method
+from lmforge.train.vllm_rollout import vllm_rollout
 
 if TYPE_CHECKING:
     from lmforge.args.parser import Args
@@ -133,7 +134,7 @@ def _grpo(job: Job) -> dict[str, Any]:
         top_p=r.top_p,
         top_k=r.top_k,
         use_vllm=r.use_vllm,
-        **({"vllm_mode": "colocate"} if r.use_vllm else {}),
+        **(vllm_rollout(job) if r.use_vllm else {}),
         **({"loss_type": t.loss_type} if t.loss_type else {}),
         log_completions=False,  # --log_completions writes completions.jsonl itself (_logged)
         generation_batch_size=math.lcm(t.per_device_train_batch_size * job.grad_accum, r.num_generations),

@@ -86,7 +86,7 @@ def run_app(args: Args) -> int:
 
     a = args.app
     check_port(a.server_name, a.server_port, "--server_port")
-    engine = engine_from(resolve_model(args, a.load_args), a.infer_backend, max_batch_size=1)
+    engine = engine_from(resolve_model(args, a.load_args), a.infer_backend, 1, args.backend)
     title = a.studio_title or "lmforge chat"
     page = build_page(engine, sampling_from_args(args.generation, max_new_tokens=512), title)
     print(f"[lmforge] chat page at http://{a.server_name}:{a.server_port} (model on {engine.capabilities.device})")
