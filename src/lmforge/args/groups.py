@@ -135,6 +135,10 @@ class TemplateArgs:
     min_pixels: int | None = flag(
         None, "vision-language models: resize images to at least this many pixels (env MIN_PIXELS)", **POSITIVE
     )
+    fps: float | None = flag(None, "video: frames sampled per second (env FPS; default 2; saved in args.json)", gt=0)
+    max_frames: int | None = flag(
+        None, "video: at most this many frames per video (env FPS_MAX_FRAMES; default 768)", **POSITIVE
+    )
 
 
 @dataclass

@@ -105,6 +105,10 @@ def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str
         src = str(path.resolve())
     if kind == "image":
         load_image(src, field)  # corrupt or not an image: this row, now, not a crash mid-training
+    elif kind == "video":
+        from lmforge.multimodal.video import probe_video
+
+        probe_video(src, field)  # no decoder, corrupt, a still image: this row's one line
     return src
 
 
