@@ -206,6 +206,12 @@ def stock_vl_processor(
         def get_attributes(cls) -> list[str]:
             return ["image_processor", "tokenizer"]
 
+        def save_pretrained(self, save_directory: Any, **_: Any) -> None:
+            """A trainer saving its processing class (trl's DPO): the tokenizer, and the processor files naming
+            the stock classes (ours would not load where torchvision is, and the frame stand-in is no config)."""
+            self.tokenizer.save_pretrained(save_directory)
+            save_vl_processor(family, self.image_processor, Path(save_directory))
+
     proc = NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
     if video_processor is not None:
         proc.video_processor = video_processor

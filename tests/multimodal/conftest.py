@@ -20,6 +20,15 @@ from lmforge.multimodal.demo import (  # noqa: F401 (fixtures' helpers)
 SMALL = 28 * 28 * 4  # min_pixels/max_pixels of the tests: every image is 2x2 patches, 1 token
 
 
+def gif(path, colours: list[str], size=(56, 56), ms: int = 250):
+    """An animated GIF, one drawn shape per frame (4 frames per second at 250 ms)."""
+    from PIL import Image
+
+    frames = [Image.open(draw(path.with_suffix(f".{k}.png"), c, size, seed=k)) for k, c in enumerate(colours)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms, loop=0)
+    return path
+
+
 def vl_template() -> str:
     from lmforge.templates import get_template
 

@@ -8,16 +8,7 @@ import json
 
 import pytest
 
-from tests.multimodal.conftest import COLOURS, draw
-
-
-def gif(path, colours: list[str], size=(56, 56), ms: int = 250):
-    """An animated GIF, one drawn shape per frame (4 frames per second at 250 ms)."""
-    from PIL import Image
-
-    frames = [Image.open(draw(path.with_suffix(f".{k}.png"), c, size, seed=k)) for k, c in enumerate(colours)]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms, loop=0)
-    return path
+from tests.multimodal.conftest import COLOURS, draw, gif
 
 
 def _video_rows(tmp_path) -> list[dict]:
