@@ -193,8 +193,8 @@ def test_app_page_takes_an_uploaded_image(trained):
     )
     try:
         wait_ready_page(proc, port)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
             page.locator("#image input[type=file]").set_input_files(str(trained["tmp"] / "te-2.png"))  # blue
