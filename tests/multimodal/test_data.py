@@ -103,6 +103,11 @@ def test_a_text_only_model_refuses_images(command, tiny_qwen3, tmp_path, capsys)
     assert want in (err if command == "sft" else out)
     if command == "sft":
         assert err.strip().count("\n") == 0 and "Traceback" not in err
+        data.write_text(json.dumps(row) + "\n")
+        argv = ["sft", "--model", str(tiny_qwen3), "--dataset", str(data), "--freeze_vit", "false", "--vit_lr", "1e-5"]
+        assert cli.main([*argv, *extra]) == 2
+        want = "--vit_lr is for vision-language models; this model is text-only (hint: drop --vit_lr)"
+        assert capsys.readouterr().err.strip().endswith(want)
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
 
 
@@ -130,3 +135,24 @@ def test_check_reports_media_and_fails_on_bad_rows(tiny_qwen2_5_vl, tmp_path, ca
     # 56x112 resized within 56*56 pixels: 28x56 -> 2x4 patches -> 2 tokens each
     assert "media: 3 images in 3 rows, 6 image tokens (resized to 3136..3136 pixels)" in out, out
     assert "; 1 videos, 8 video tokens (--fps 4, --max_frames 768)" in out, out
+
+
+def test_llama_factory_dataset_info_maps_media_columns(tmp_path):
+    """LLaMA-Factory's dataset_info.json: `columns` names the file's own media column (here `pics`)."""
+    from lmforge.args import DataArgs
+    from lmforge.data.pipeline import load_data
+
+    draw(tmp_path / "red.png", "red")
+    row = {"conversations": [{"from": "human", "value": "<image>Colour?"}, {"from": "gpt", "value": "Red"}],
+           "pics": ["red.png"]}  # fmt: skip
+    (tmp_path / "vqa.json").write_text(json.dumps([row, {**row, "pics": ["nope.png"]}]))
+    info = {"vqa_lf": {"file_name": "vqa.json", "formatting": "sharegpt",
+                       "columns": {"messages": "conversations", "images": "pics"}}}  # fmt: skip
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    args = DataArgs(dataset=["vqa_lf"], custom_dataset_info=[str(tmp_path / "dataset_info.json")],
+                    load_from_cache_file=False, dataset_shuffle=False)  # fmt: skip
+    bundle = load_data(args)
+    rows = [json.loads(r) for r in bundle.train["row"]]
+    assert len(rows) == 1 and rows[0]["images"] == [str((tmp_path / "red.png").resolve())]
+    assert rows[0]["messages"][0] == {"role": "user", "content": "<image>Colour?"}
+    assert bundle.parts[0].reasons[0].startswith(f"{tmp_path / 'vqa.json'}: row 2: images[0]: nope.png: no such file")

@@ -56,11 +56,19 @@ def test_llava_is_token_exact_trains_and_answers_as_transformers(tiny_llava, tmp
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     argv = ["sft", "--model", str(tiny_llava), "--dataset", str(train), "--max_steps", "1", "--report_to", "none",
-            "--per_device_train_batch_size", "4", "--output_dir", str(out), "--torch_dtype", "float32"]  # fmt: skip
+            "--per_device_train_batch_size", "4", "--output_dir", str(out), "--torch_dtype", "float32",
+            "--freeze_vit", "false", "--vit_lr", "1e-5"]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
+    assert "[lmforge] learning rates: 0.0001 (vit 1e-05, aligner 0.0001)" in capsys.readouterr().out
     ckpt = next(out.glob("v*/checkpoint-1"))
     targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
-    assert targets and all(t.startswith("model.language_model.") for t in targets)  # tower + projector frozen
+    # --freeze_vit false: LoRA on the CLIP tower too (peft saves the names as suffixes when they say the same)
+    assert {"fc1", "fc2", "out_proj"} <= set(targets) or any(t.startswith("model.vision_tower.") for t in targets)
+    assert not any("multi_modal_projector" in t or t.startswith("linear_") for t in targets)  # projector frozen
+    assert cli.main([*argv[:-2], "--aligner_lr", "1e-3"]) == 2  # the aligner is frozen: one line, nothing loaded
+    assert capsys.readouterr().err.strip() == (
+        "lmforge sft: error: --aligner_lr is set but the aligner is frozen (hint: add --freeze_aligner false)"
+    )
 
     test = tmp_path / "test.jsonl"
     test.write_text(json.dumps({"messages": rows[1]["messages"], "images": rows[1]["images"]}) + "\n")

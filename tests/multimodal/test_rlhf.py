@@ -29,10 +29,10 @@ def test_dpo_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
     base = ["rlhf", "--model", str(tiny_qwen2_5_vl), "--dataset", str(data), "--max_pixels", "3136",
             "--min_pixels", "3136", "--report_to", "none", "--torch_dtype", "float32"]  # fmt: skip
     out = tmp_path / "out"
-    argv = [*base, "--rlhf_type", "dpo", "--max_steps", "2", "--per_device_train_batch_size", "2",
+    argv = [*base, "--rlhf_type", "dpo", "--max_steps", "1", "--per_device_train_batch_size", "2",
             "--output_dir", str(out), "--logging_steps", "1"]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err[-3000:]
-    ckpt = next(out.glob("v*/checkpoint-2"))
+    ckpt = next(out.glob("v*/checkpoint-1"))
     targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
     assert targets and all(t.startswith("model.language_model.") for t in targets)
     saved = json.loads((ckpt / "processor_config.json").read_text())  # the stock class, as a hub folder

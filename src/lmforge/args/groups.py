@@ -224,6 +224,8 @@ class TunerArgs:
     freeze_vit: bool = flag(True, "vision-language models: keep the vision tower frozen (no LoRA on it)")
     freeze_aligner: bool = flag(True, "vision-language models: keep the aligner (vision-to-text projector) frozen")
     freeze_llm: bool = flag(False, "vision-language models: keep the language model frozen")
+    vit_lr: float | None = flag(None, "vision-language models: learning rate of the vision tower", gt=0)
+    aligner_lr: float | None = flag(None, "vision-language models: learning rate of the aligner", gt=0)
     quant_method: str | None = flag(
         None, "load quantised for QLoRA: bnb, quanto (CPU too) or eetq (CUDA)", choices=("bnb", "hqq", "quanto", "eetq")
     )

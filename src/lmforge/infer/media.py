@@ -13,7 +13,12 @@ from lmforge.templates.encode import EncodeError
 
 
 def media_prompt(
-    frontend: Any, messages: list[dict], images: list[str], videos: list[str] = (), **kwargs: Any
+    frontend: Any,
+    messages: list[dict],
+    images: list[str],
+    videos: list[str] = (),
+    objects: Any = None,
+    **kwargs: Any,
 ) -> MediaPrompt | list[int]:
     """Prompt ids plus the processed images/videos for an engine (plain ids when there are none). A text-only
     model given media: a UserError saying so."""
@@ -22,7 +27,7 @@ def media_prompt(
         return frontend.prompt_ids(messages, **kwargs)
     if not getattr(template, "takes_media", False):
         raise UserError(text_only_message(template))
-    expanded, processed = template.expand(messages, images, videos)
+    expanded, processed = template.expand(messages, images, videos, objects, strict=False)  # answers' boxes
     ids = frontend.prompt_ids(expanded, **kwargs)
     return MediaPrompt(ids, {**processed, "mm_token_type_ids": template.token_types(ids)})
 

@@ -192,7 +192,7 @@ def _prompt(engine: Engine, conv: list[dict], row: dict) -> Any:
     """Prompt ids, with the row's images for a vision-language model (one line for a bad row)."""
     try:
         media = (row.get("images") or [], row.get("videos") or [])
-        return media_prompt(engine.frontend, conv, *media, tools=row.get("tools"))
+        return media_prompt(engine.frontend, conv, *media, row.get("objects"), tools=row.get("tools"))
     except (RowError, EncodeError) as e:
         where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
         raise UserError(f"{where}: {e}")

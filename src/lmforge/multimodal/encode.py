@@ -109,10 +109,26 @@ class MediaTemplate(ChatTemplate):
     def process_images(self, sources: list[str]) -> dict[str, Any]:
         return self.process_media(sources)
 
+    def resized(self, processed: dict[str, Any]) -> list[tuple[int, int]]:
+        """(width, height) of each image as the model sees it: its patch grid, or the pixel tensor's size."""
+        if "image_grid_thw" in processed:
+            p = self.image_processor.patch_size
+            return [(int(g[2]) * p, int(g[1]) * p) for g in processed["image_grid_thw"]]
+        return [(int(x.shape[-1]), int(x.shape[-2])) for x in processed.get("pixel_values", [])]
+
     def expand(
-        self, messages: list[dict], images: list[str], videos: list[str] = ()
+        self,
+        messages: list[dict],
+        images: list[str],
+        videos: list[str] = (),
+        objects: Any = None,
+        strict: bool = True,
     ) -> tuple[list[dict], dict[str, Any]]:
-        """Messages with the k-th `<image>` / `<video>` replaced by its expanded placeholder; the processed media."""
+        """Messages with the k-th `<image>` / `<video>` replaced by its expanded placeholder and the grounding
+        tags filled (multimodal/grounding.py); the processed media."""
+        from lmforge.multimodal.grounding import fill
+        from lmforge.multimodal.media import load_image
+
         given = {"image": list(images), "video": list(videos)}
         for kind, items in given.items():
             tag = TAG[kind]
@@ -120,9 +136,11 @@ class MediaTemplate(ChatTemplate):
             if count != len(items):
                 plural = "s" if len(items) != 1 else ""
                 raise EncodeError(f"messages: {count} {tag} tags but {len(items)} {kind}{plural}")
+        processed, reps = self._processed(given["image"], given["video"]) if images or videos else ({}, {})
+        sizes = [load_image(s).size for s in given["image"]] if objects else []
+        messages = fill(messages, objects, self.family, sizes, self.resized(processed) if sizes else [], strict)
         if not images and not videos:
             return messages, {}
-        processed, reps = self._processed(given["image"], given["video"])
         pending = {kind: iter(r) for kind, r in reps.items()}
         tags = re.compile(f"{re.escape(TAG['image'])}|{re.escape(TAG['video'])}")
 
@@ -141,7 +159,8 @@ class MediaTemplate(ChatTemplate):
         media = media or {}
         if media.get("audios"):
             raise EncodeError(f"audios: {self.family.name} models take no audio in this lmforge version")
-        expanded, processed = self.expand(messages, list(media.get("images") or []), list(media.get("videos") or []))
+        images, videos = list(media.get("images") or []), list(media.get("videos") or [])
+        expanded, processed = self.expand(messages, images, videos, media.get("objects"))
         enc = super().encode(expanded, tools)
         media_ids = {self.image_token_id, self.video_token_id} - {None}
         labels = [IGNORE if t in media_ids else lab for t, lab in zip(enc.input_ids, enc.labels)]
@@ -162,9 +181,10 @@ class MediaTemplate(ChatTemplate):
         return [1 if t == self.image_token_id else 2 if t == self.video_token_id else 0 for t in ids]
 
 
-def media_of(row: dict) -> dict[str, list[str]]:
-    """The media columns a standard row carries (only those not empty)."""
-    return {col: list(row[col]) for col in MEDIA_COLUMNS.values() if row.get(col)}
+def media_of(row: dict) -> dict[str, Any]:
+    """The media columns a standard row carries (only those not empty), and its grounding objects."""
+    media: dict[str, Any] = {col: list(row[col]) for col in MEDIA_COLUMNS.values() if row.get(col)}
+    return {**media, "objects": row["objects"]} if row.get("objects") else media  # grounding (grounding.py)
 
 
 def build_media_template(

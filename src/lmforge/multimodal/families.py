@@ -38,6 +38,8 @@ class VLFamily:
     token_types: bool = True  # the model takes mm_token_type_ids (1 image, 2 video)
     # grounding: "abs" pixel coordinates of the resized image (Qwen2.5-VL), or "norm1000" (Qwen2-VL, Qwen3-VL)
     bbox: str = "norm1000"
+    ref_text: str = "<|object_ref_start|>{ref}<|object_ref_end|>"  # what `<ref-object>` / `<bbox>` become
+    box_text: str = "<|box_start|>{box}<|box_end|>"
     vision_tower: tuple[str, ...] = ("model.visual",)
     aligner: tuple[str, ...] = ("model.visual.merger",)
     language_model: tuple[str, ...] = ("model.language_model", "lm_head")
@@ -109,6 +111,8 @@ def _llava() -> VLFamily:
         image_close="",
         resizable=False,
         token_types=False,
+        ref_text="{ref}",  # ms-swift's default grounding text
+        box_text="[{box}]",
         vision_tower=("model.vision_tower",),
         aligner=("model.multi_modal_projector",),
     )

@@ -58,7 +58,7 @@ def _decode(src: str, field: str) -> tuple[list[Any], float | None]:
 
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
-    from lmforge.multimodal.media import media_bytes
+    from lmforge.multimodal.sources import media_bytes
 
     data = media_bytes(src, field)
     try:
