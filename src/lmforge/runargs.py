@@ -42,6 +42,8 @@ class RunArgs:
     enable_thinking: bool | None = None
     max_pixels: int | None = None  # vision-language models: the image resize bounds training used
     min_pixels: int | None = None
+    fps: float | None = None  # video: the frame sampling training used
+    max_frames: int | None = None
     agent_template: str | None = None
     tuner_type: str | None = None
     rlhf_type: str | None = None
@@ -168,6 +170,8 @@ _RESTORED = {
     "enable_thinking": ("template", "enable_thinking"),
     "max_pixels": ("template", "max_pixels"),
     "min_pixels": ("template", "min_pixels"),
+    "fps": ("template", "fps"),
+    "max_frames": ("template", "max_frames"),
     "agent_template": ("template", "agent_template"),
 }
 

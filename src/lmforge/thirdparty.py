@@ -244,10 +244,19 @@ def save_vl_processor(family: Any, image_processor: Any, out: Path) -> None:
     )
 
 
-def stock_vl_processor(family: Any, image_processor: Any, tokenizer: Any, chat_template: str) -> Any:
+def stock_vl_processor(
+    family: Any,
+    image_processor: Any,
+    tokenizer: Any,
+    chat_template: str | None,
+    video_processor: Any = None,
+    **kwargs: Any,
+) -> Any:
     """transformers 5.24: the family's stock processor class without its video processor (whose constructor needs
-    torchvision): a subclass whose `get_attributes` drops it. Used to compare against the processor's own
-    `apply_chat_template` and output, which lmforge must equal token for token."""
+    torchvision): a subclass whose `get_attributes` drops it; a stand-in video processor (multimodal/video.py) is
+    attached afterwards. `kwargs`: the folder's processor_config.json settings (LLaVA's patch_size ...). lmforge
+    expands placeholders with this processor's own `replace_*_token` (`processor_media`), and the tests compare
+    against its `apply_chat_template` and output, which lmforge must equal token for token."""
     import transformers
 
     stock = getattr(transformers, family.processor_class)
@@ -257,7 +266,24 @@ def stock_vl_processor(family: Any, image_processor: Any, tokenizer: Any, chat_t
         def get_attributes(cls) -> list[str]:
             return ["image_processor", "tokenizer"]
 
-    return NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+        def save_pretrained(self, save_directory: Any, **_: Any) -> None:
+            """A trainer saving its processing class (trl's DPO): the tokenizer, and the processor files naming
+            the stock classes (ours would not load where torchvision is, and the frame stand-in is no config)."""
+            self.tokenizer.save_pretrained(save_directory)
+            save_vl_processor(family, self.image_processor, Path(save_directory))
+
+    proc = NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
+    if video_processor is not None:
+        proc.video_processor = video_processor
+    return proc
+
+
+def processor_media(processor: Any, kind: str, items: list, **kwargs: Any) -> tuple[dict, list[str]]:
+    """The processor's own media step (transformers 5.24 `ProcessorMixin._process_images/_process_videos`, the
+    private halves of `__call__`): the model inputs of `items` and the text each placeholder expands to."""
+    step = processor._process_images if kind == "image" else processor._process_videos
+    processed, replacements = step(items, return_tensors="pt", **kwargs)
+    return dict(processed), list(replacements)
 
 
 def nltk_without_punkt() -> bool:

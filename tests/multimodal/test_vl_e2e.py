@@ -16,6 +16,7 @@ import pytest
 
 from lmforge.multimodal.demo import PIXELS, QUESTION, TRAIN_FLAGS, build_qwen2_5_vl, colour_rows, write_rows
 from tests.conftest import run_cli
+from tests.multimodal.conftest import gif
 from tests.serve.conftest import free_port, wait_ready
 from tests.train.helpers import only_run
 
@@ -35,6 +36,7 @@ def trained(tmp_path_factory) -> dict:
 def test_sft_trains_the_language_model_and_saves_the_resize_bounds(trained):
     saved = json.loads((trained["ckpt"] / "args.json").read_text())
     assert saved["max_pixels"] == int(PIXELS) and saved["min_pixels"] == int(PIXELS)
+    assert saved["fps"] == 2.0 and saved["max_frames"] == 768  # video sampling, restored by infer/deploy/export
     adapter = json.loads((trained["ckpt"] / "adapter_config.json").read_text())
     targets = adapter["target_modules"]
     assert any(t.startswith("model.language_model.") for t in targets)
@@ -63,21 +65,23 @@ def test_it_names_the_colour_of_unseen_images(trained):
     assert r.returncode == 0, r.stderr[-3000:]
     acc = float(re.search(r"acc: ([\d.]+) over 20 rows", r.stdout).group(1))
     assert acc >= 0.9, out.read_text()
-    # interactive: `<image>path question`
-    img = trained["tmp"] / "te-1.png"
-    r = run_cli(
-        "infer",
-        "--adapters",
-        str(trained["ckpt"]),
-        "--max_new_tokens",
-        "4",
-        "--stream",
-        "false",
-        input_text=f"<image>{img} {QUESTION}\n<image>nowhere.png {QUESTION}\nquit\n",
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert ">>> Green." in r.stdout
-    assert "nowhere.png: no such file" in r.stdout
+
+
+def test_interactive_lines_take_images_and_videos(trained, monkeypatch, capsys):
+    """`<image>path question` / `<video>clip.gif question` (in-process: the batch run above is the subprocess)."""
+    import io
+
+    from lmforge import cli
+
+    img, clip = trained["tmp"] / "te-1.png", gif(trained["tmp"] / "clip.gif", ["red", "blue", "red", "blue"])
+    lines = f"<image>{img} {QUESTION}\n<image>nowhere.png {QUESTION}\n<video>{clip} {QUESTION}\nquit\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    argv = ["infer", "--adapters", str(trained["ckpt"]), "--max_new_tokens", "4", "--stream", "false"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ">>> Green." in out
+    assert "nowhere.png: no such file" in out
+    assert out.count(">>> ") == 2, out  # the video line was answered too (frames sampled as saved: 2 fps)
 
 
 def test_deploy_answers_the_openai_client(trained):
@@ -135,9 +139,11 @@ def test_merged_export_loads_in_transformers_and_answers_the_same(trained):
     import torch
     from transformers import AutoModelForImageTextToText
 
+    from lmforge import cli
+
     out = trained["tmp"] / "merged"
-    r = run_cli("export", "--adapters", str(trained["ckpt"]), "--merge_lora", "true", "--output_dir", str(out))
-    assert r.returncode == 0, r.stderr[-3000:]
+    argv = ["export", "--adapters", str(trained["ckpt"]), "--merge_lora", "true", "--output_dir", str(out)]
+    assert cli.main(argv) == 0
     assert json.loads((out / "processor_config.json").read_text())["processor_class"] == "Qwen2_5_VLProcessor"
     pre = json.loads((out / "preprocessor_config.json").read_text())
     assert pre["size"] == {"shortest_edge": int(PIXELS), "longest_edge": int(PIXELS)}
@@ -170,3 +176,39 @@ def test_merged_export_loads_in_transformers_and_answers_the_same(trained):
     assert torch.allclose(a, b, atol=1e-4)
     answer = merged.generate(**inputs, max_new_tokens=3, do_sample=False)[0, len(prompt.token_ids) :]
     assert setup.tokenizer.decode(answer, skip_special_tokens=True).startswith("Red")
+
+
+def test_app_page_takes_an_uploaded_image(trained):
+    """`lmforge app` in a real headless Chromium: upload an unseen image, ask, and read the trained answer."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.test_app import CHROMIUM_FLAGS, chromium, wait_ready_page
+
+    browser_path = chromium()
+    port = free_port()
+    argv = ["app", "--adapters", str(trained["ckpt"]), "--server_port", str(port), "--max_new_tokens", "4",
+            "--temperature", "0"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmforge", *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_ready_page(proc, port)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}", wait_until="networkidle")
+            page.locator("#image input[type=file]").set_input_files(str(trained["tmp"] / "te-2.png"))  # blue
+            page.wait_for_selector("#image img", timeout=30_000)
+            page.locator("#message textarea").fill(QUESTION)
+            page.locator("#message textarea").press("Enter")
+            page.wait_for_function(
+                "() => { const b = document.querySelectorAll('#chatbot .bot-row');"
+                " return b.length > 0 && b[b.length - 1].innerText.includes('.'); }",
+                timeout=120_000,
+            )
+            assert page.locator("#chatbot .bot-row").last.inner_text().strip() == "Blue."
+            assert page.locator("#chatbot .user-row img").count() == 1  # the upload is shown in the chat
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

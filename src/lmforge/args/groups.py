@@ -135,6 +135,10 @@ class TemplateArgs:
     min_pixels: int | None = flag(
         None, "vision-language models: resize images to at least this many pixels (env MIN_PIXELS)", **POSITIVE
     )
+    fps: float | None = flag(None, "video: frames sampled per second (env FPS; default 2; saved in args.json)", gt=0)
+    max_frames: int | None = flag(
+        None, "video: at most this many frames per video (env FPS_MAX_FRAMES; default 768)", **POSITIVE
+    )
 
 
 @dataclass
@@ -220,6 +224,8 @@ class TunerArgs:
     freeze_vit: bool = flag(True, "vision-language models: keep the vision tower frozen (no LoRA on it)")
     freeze_aligner: bool = flag(True, "vision-language models: keep the aligner (vision-to-text projector) frozen")
     freeze_llm: bool = flag(False, "vision-language models: keep the language model frozen")
+    vit_lr: float | None = flag(None, "vision-language models: learning rate of the vision tower", gt=0)
+    aligner_lr: float | None = flag(None, "vision-language models: learning rate of the aligner", gt=0)
     quant_method: str | None = flag(
         None, "load quantised for QLoRA: bnb, quanto (CPU too) or eetq (CUDA)", choices=("bnb", "hqq", "quanto", "eetq")
     )

@@ -86,6 +86,15 @@ def _one_optimizer(a: Args) -> None:
         raise UserError(f"--optimizer {a.train.optimizer} and {other} both choose the optimizer", hint="pick one")
 
 
+def _part_lrs(a: Args) -> None:
+    """--vit_lr / --aligner_lr: the part must train, and they choose the optimizer's parameter groups."""
+    for flag, frozen, part in (("vit_lr", "freeze_vit", "vision tower"), ("aligner_lr", "freeze_aligner", "aligner")):
+        if getattr(a.tuner, flag) is not None and getattr(a.tuner, frozen):
+            raise UserError(f"--{flag} is set but the {part} is frozen", hint=f"add --{frozen} false")
+        if getattr(a.tuner, flag) is not None and (a.train.optimizer or a.tuner.lorap_lr_ratio is not None):
+            raise UserError(f"--{flag} and --optimizer/--lorap_lr_ratio both choose the optimizer", hint="pick one")
+
+
 def _lisa_is_full(a: Args) -> None:
     if a.tuner.lisa_activated_layers and a.tuner.tuner_type != "full":
         raise UserError("LISA (--lisa_activated_layers) trains whole layers", hint="use it with --tuner_type full")
@@ -231,6 +240,7 @@ RULES: tuple[Rule, ...] = (
     Rule("loraplus_is_lora", ("tuner",), TRAINING, _loraplus_is_lora),
     Rule("lisa_is_full", ("tuner",), TRAINING, _lisa_is_full),
     Rule("one_optimizer", ("tuner", "train"), TRAINING, _one_optimizer),
+    Rule("part_lrs", ("tuner", "train"), TRAINING, _part_lrs),
     Rule("adapters_need_peft", ("tuner",), TRAINING, _adapters_need_peft),
     Rule("adalora_ranks", ("tuner",), TRAINING, _adalora_ranks),
     Rule("deepspeed_or_fsdp", ("train",), TRAINING, _deepspeed_or_fsdp),

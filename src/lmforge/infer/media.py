@@ -12,33 +12,41 @@ from lmforge.multimodal.parts import TAG
 from lmforge.templates.encode import EncodeError
 
 
-def media_prompt(frontend: Any, messages: list[dict], images: list[str], **kwargs: Any) -> MediaPrompt | list[int]:
-    """Prompt ids plus the processed images for an engine (plain ids when there are no images). A text-only
-    model given images: a UserError saying so."""
+def media_prompt(
+    frontend: Any,
+    messages: list[dict],
+    images: list[str],
+    videos: list[str] = (),
+    objects: Any = None,
+    **kwargs: Any,
+) -> MediaPrompt | list[int]:
+    """Prompt ids plus the processed images/videos for an engine (plain ids when there are none). A text-only
+    model given media: a UserError saying so."""
     template = frontend.template
-    if not images:
+    if not images and not videos:
         return frontend.prompt_ids(messages, **kwargs)
     if not getattr(template, "takes_media", False):
         raise UserError(text_only_message(template))
-    expanded, processed = template.expand(messages, images)
+    expanded, processed = template.expand(messages, images, videos, objects, strict=False)  # answers' boxes
     ids = frontend.prompt_ids(expanded, **kwargs)
     return MediaPrompt(ids, {**processed, "mm_token_type_ids": template.token_types(ids)})
 
 
-def split_media_line(line: str) -> tuple[str, list[str]]:
-    """An interactive line `<image>cat.png what is this?` -> ("<image>what is this?", ["/abs/cat.png"]): the
-    word right after each `<image>` is its path or URL (checked now: a bad one is a RowError)."""
+def split_media_line(line: str) -> tuple[str, list[str], list[str]]:
+    """An interactive line `<image>cat.png what is this?` -> ("<image>what is this?", ["/abs/cat.png"], []): the
+    word right after each `<image>` / `<video>` is its path or URL (checked now: a bad one is a RowError)."""
+    import re
+
     from lmforge.multimodal.media import resolve
 
-    tag = TAG["image"]
-    if tag not in line:
-        return line, []
-    pieces = line.split(tag)
-    text, images = pieces[0], []
-    for k, piece in enumerate(pieces[1:]):
+    found: dict[str, list[str]] = {"image": [], "video": []}
+    pieces = re.split(f"({TAG['image']}|{TAG['video']})", line)
+    text = pieces[0]
+    for tag, piece in zip(pieces[1::2], pieces[2::2]):
+        kind = tag[1:-1]
         src, _, rest = piece.lstrip().partition(" ")
         if not src:
             raise EncodeError(f"{tag} needs a path or URL right after it, e.g. {tag}cat.png what is this?")
-        images.append(resolve(src, f"images[{k}]", None))
+        found[kind].append(resolve(src, f"{kind}s[{len(found[kind])}]", None, kind))
         text += tag + rest
-    return text, images
+    return text, found["image"], found["video"]

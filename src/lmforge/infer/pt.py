@@ -296,10 +296,12 @@ def _media_inputs(reqs: list[Request], width: int, device: Any) -> dict[str, Any
         if media.get("mm_token_type_ids"):
             row = media["mm_token_type_ids"]
             types[i, width - len(row) :] = torch.tensor(row)
-        for key in ("pixel_values", "image_grid_thw"):
-            if key in media:
-                out.setdefault(key, []).append(media[key])
-    return {"mm_token_type_ids": types.to(device), **{k: torch.cat(v).to(device) for k, v in out.items()}}
+        for key, value in media.items():  # pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw ...
+            if key != "mm_token_type_ids" and value is not None:
+                out.setdefault(key, []).append(value)
+    typed = any((r.media or {}).get("mm_token_type_ids") for r in reqs)  # Qwen takes them, LLaVA does not
+    typed = {"mm_token_type_ids": types.to(device)} if typed else {}
+    return {**typed, **{k: torch.cat(v).to(device) for k, v in out.items()}}
 
 
 def _sampling_kwargs(cfg: SamplingConfig) -> dict[str, Any]:

@@ -13,7 +13,7 @@ export resize exactly as training did.
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +27,11 @@ if TYPE_CHECKING:
 
 def pixel_bounds(template_args: Any) -> dict[str, int]:
     """{"shortest_edge": min, "longest_edge": max} from the flags, else MIN_PIXELS/MAX_PIXELS; only those set."""
+    from lmforge.multimodal.video import flag_or_env
+
     out = {}
     for key, flag, env in (("shortest_edge", "min_pixels", "MIN_PIXELS"), ("longest_edge", "max_pixels", "MAX_PIXELS")):
-        value = getattr(template_args, flag, None)
-        if value is None and os.environ.get(env):
-            try:
-                value = int(os.environ[env])
-            except ValueError:
-                raise UserError(f"{env}={os.environ[env]!r}: not a whole number of pixels", hint=f"e.g. {env}=200704")
+        value = flag_or_env(template_args, flag, env, int, "200704")
         if value is not None:
             out[key] = value
     if len(out) == 2 and out["shortest_edge"] > out["longest_edge"]:
@@ -43,97 +40,185 @@ def pixel_bounds(template_args: Any) -> dict[str, int]:
 
 
 class MediaTemplate(ChatTemplate):
-    """A ChatTemplate that also takes a row's media: `encode(messages, tools, media={"images": [...]})`."""
+    """A ChatTemplate that also takes a row's media: `encode(messages, tools, media={"images": [...], ...})`."""
 
     takes_media = True
 
-    def __init__(self, tokenizer: Any, spec: Any, *, family: VLFamily, image_processor: Any, **kwargs: Any):
+    def __init__(
+        self, tokenizer: Any, spec: Any, *, family: VLFamily, processor: Any, sampling: Any, **kwargs: Any
+    ) -> None:
         super().__init__(tokenizer, spec, **kwargs)
         self.family = family
-        self.image_processor = image_processor
-        self.image_token_id = tokenizer.convert_tokens_to_ids(family.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(family.video_token)
-        if not isinstance(self.image_token_id, int) or self.image_token_id == tokenizer.unk_token_id:
-            raise UserError(f"the tokenizer has no {family.image_token} token, which {family.name} models need")
+        self.processor = processor  # the stock processor: its replace_*_token expands the placeholders
+        self.image_processor = processor.image_processor
+        self.sampling = sampling  # --fps / --max_frames (multimodal/video.py)
+        self.image_token_id = self._token_id(family.image_token)
+        self.video_token_id = self._token_id(family.video_token) if family.video_token else None
+
+    def _token_id(self, token: str) -> int:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        if not isinstance(tid, int) or tid == self.tokenizer.unk_token_id:
+            raise UserError(f"the tokenizer has no {token} token, which {self.family.name} models need")
+        return tid
 
     @property
     def pixels(self) -> dict[str, int]:
-        """The resize bounds in use (what args.json records)."""
+        """The image resize bounds in use (what args.json records); {} for a fixed-size family."""
+        if not self.family.resizable:
+            return {}
         size = self.image_processor.size
         get = size.get if isinstance(size, dict) else lambda k: getattr(size, k, None)
         return {"min_pixels": get("shortest_edge"), "max_pixels": get("longest_edge")}
 
+    def run_args(self) -> dict[str, Any]:
+        """Everything that decides how media become tokens: saved in args.json, restored by infer/deploy/export."""
+        return {**self.pixels, **(self.sampling.as_args() if self.family.video_token else {})}
+
+    def _processed(self, images: list[str], videos: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        from lmforge.multimodal.media import load_image
+        from lmforge.multimodal.video import load_video
+        from lmforge.thirdparty import processor_media
+
+        out: dict[str, Any] = {}
+        reps: dict[str, list[str]] = {"image": [], "video": []}
+        if images:
+            loaded = [load_image(s, f"images[{k}]") for k, s in enumerate(images)]
+            processed, reps["image"] = processor_media(self.processor, "image", loaded)
+            out.update(processed)
+        if videos:
+            if not self.family.video_token:
+                raise EncodeError(f"videos: {self.family.name} models take no video (drop the videos)")
+            t = self.processor.video_processor.temporal_patch_size
+            clips = [load_video(s, f"videos[{k}]", self.sampling, t) for k, s in enumerate(videos)]
+            processed, reps["video"] = processor_media(
+                self.processor, "video", [c[0] for c in clips], video_metadata=[c[1] for c in clips]
+            )
+            processed.pop("video_metadata", None)
+            if "second_per_grid_ts" in processed:  # Qwen2.5-VL: seconds per temporal patch, one per video
+                import torch
+
+                processed["second_per_grid_ts"] = torch.tensor(processed["second_per_grid_ts"], dtype=torch.float32)
+            out.update(processed)
+        return out, reps
+
+    def process_media(self, images: list[str], videos: list[str] = ()) -> dict[str, Any]:
+        """The model inputs of a batch's media (pixel_values, image_grid_thw, pixel_values_videos, ...): the
+        patches of every image/video concatenated, as the processor batches them."""
+        return self._processed(list(images), list(videos))[0]
+
     def process_images(self, sources: list[str]) -> dict[str, Any]:
-        """pixel_values (patches of every image, concatenated) and image_grid_thw, as the processor gives them."""
+        return self.process_media(sources)
+
+    def resized(self, processed: dict[str, Any]) -> list[tuple[int, int]]:
+        """(width, height) of each image as the model sees it: its patch grid, or the pixel tensor's size."""
+        if "image_grid_thw" in processed:
+            p = self.image_processor.patch_size
+            return [(int(g[2]) * p, int(g[1]) * p) for g in processed["image_grid_thw"]]
+        return [(int(x.shape[-1]), int(x.shape[-2])) for x in processed.get("pixel_values", [])]
+
+    def expand(
+        self,
+        messages: list[dict],
+        images: list[str],
+        videos: list[str] = (),
+        objects: Any = None,
+        strict: bool = True,
+    ) -> tuple[list[dict], dict[str, Any]]:
+        """Messages with the k-th `<image>` / `<video>` replaced by its expanded placeholder and the grounding
+        tags filled (multimodal/grounding.py); the processed media."""
+        from lmforge.multimodal.grounding import fill
         from lmforge.multimodal.media import load_image
 
-        images = [load_image(s, f"images[{k}]") for k, s in enumerate(sources)]
-        return dict(self.image_processor(images=images, return_tensors="pt"))
-
-    def expand(self, messages: list[dict], images: list[str]) -> tuple[list[dict], dict[str, Any]]:
-        """Messages with the k-th `<image>` replaced by its expanded placeholder; the processed images."""
-        tag = TAG["image"]
-        count = sum(str(m.get("content") or "").count(tag) for m in messages)
-        if count != len(images):
-            raise EncodeError(f"messages: {count} {tag} tags but {len(images)} image{'s' if len(images) != 1 else ''}")
-        if not images:
+        given = {"image": list(images), "video": list(videos)}
+        for kind, items in given.items():
+            tag = TAG[kind]
+            count = sum(str(m.get("content") or "").count(tag) for m in messages)
+            if count != len(items):
+                plural = "s" if len(items) != 1 else ""
+                raise EncodeError(f"messages: {count} {tag} tags but {len(items)} {kind}{plural}")
+        processed, reps = self._processed(given["image"], given["video"]) if images or videos else ({}, {})
+        sizes = [load_image(s).size for s in given["image"]] if objects else []
+        messages = fill(messages, objects, self.family, sizes, self.resized(processed) if sizes else [], strict)
+        if not images and not videos:
             return messages, {}
-        processed = self.process_images(images)
-        sizes = iter(self.family.tokens_per_image(g, self.image_processor) for g in processed["image_grid_thw"])
+        pending = {kind: iter(r) for kind, r in reps.items()}
+        tags = re.compile(f"{re.escape(TAG['image'])}|{re.escape(TAG['video'])}")
+
+        def sub(m: re.Match) -> str:
+            return self.family.placeholder(next(pending[m.group(0)[1:-1]]))
+
         out = []
         for m in messages:
             content = m.get("content")
-            if isinstance(content, str) and tag in content:
-                pieces = content.split(tag)
-                content = pieces[0] + "".join(self.family.image_text(next(sizes)) + p for p in pieces[1:])
-                m = {**m, "content": content}
+            if isinstance(content, str) and tags.search(content):
+                m = {**m, "content": tags.sub(sub, content)}
             out.append(m)
         return out, processed
 
     def encode(self, messages: list[dict], tools: list | None = None, media: dict | None = None) -> Encoded:
         media = media or {}
-        for column in ("videos", "audios"):
-            if media.get(column):
-                raise EncodeError(f"{column}: {self.family.name} models take images only in this lmforge version")
-        expanded, processed = self.expand(messages, list(media.get("images") or []))
+        if media.get("audios"):
+            raise EncodeError(f"audios: {self.family.name} models take no audio in this lmforge version")
+        images, videos = list(media.get("images") or []), list(media.get("videos") or [])
+        expanded, processed = self.expand(messages, images, videos, media.get("objects"))
         enc = super().encode(expanded, tools)
-        media_ids = {self.image_token_id, self.video_token_id}
+        media_ids = {self.image_token_id, self.video_token_id} - {None}
         labels = [IGNORE if t in media_ids else lab for t, lab in zip(enc.input_ids, enc.labels)]
         if processed and enc.truncated:
-            want = sum(self.family.tokens_per_image(g, self.image_processor) for g in processed["image_grid_thw"])
-            if sum(t == self.image_token_id for t in enc.input_ids) != want:
+            tokens = [t for t in (self.family.image_token, self.family.video_token) if t]
+            want = sum(str(m.get("content") or "").count(t) for m in expanded for t in tokens)
+            if sum(t in media_ids for t in enc.input_ids) != want:
                 raise EncodeError(f"--max_length {self.max_length} would cut through an image (--truncation_strategy)")
         if all(lab == IGNORE for lab in labels):
             raise EncodeError("no trained tokens (no assistant answer left after truncation)")
         return Encoded(enc.input_ids, labels, enc.truncated)
 
-    def token_types(self, ids: list[int]) -> list[int]:
-        """mm_token_type_ids: 1 for image tokens, 2 for video tokens, 0 for text (Qwen2-VL needs them)."""
+    def token_types(self, ids: list[int]) -> list[int] | None:
+        """mm_token_type_ids: 1 for image tokens, 2 for video tokens, 0 for text (Qwen2-VL needs them); None for
+        a family whose model takes none."""
+        if not self.family.token_types:
+            return None
         return [1 if t == self.image_token_id else 2 if t == self.video_token_id else 0 for t in ids]
 
 
-def media_of(row: dict) -> dict[str, list[str]]:
-    """The media columns a standard row carries (only those not empty)."""
-    return {col: list(row[col]) for col in MEDIA_COLUMNS.values() if row.get(col)}
+def media_of(row: dict) -> dict[str, Any]:
+    """The media columns a standard row carries (only those not empty), and its grounding objects."""
+    media: dict[str, Any] = {col: list(row[col]) for col in MEDIA_COLUMNS.values() if row.get(col)}
+    return {**media, "objects": row["objects"]} if row.get("objects") else media  # grounding (grounding.py)
 
 
 def build_media_template(
     tokenizer: Any, spec: Any, model_dir: Path, config: dict, template_args: Any, **kw: Any
 ) -> Any:
     """A MediaTemplate for a vision-language model's folder; None for a text-only model."""
+    import json
+
     from lmforge.multimodal.families import vl_family_for
-    from lmforge.thirdparty import vl_image_processor
+    from lmforge.multimodal.video import FrameVideoProcessor, sampling_of
+    from lmforge.thirdparty import stock_vl_processor, vl_image_processor
 
     family = vl_family_for(config)
     if family is None:
         return None
-    processor = vl_image_processor(family, model_dir, pixel_bounds(template_args))
-    return MediaTemplate(tokenizer, spec, family=family, image_processor=processor, **kw)
+    bounds = pixel_bounds(template_args) if family.resizable else {}
+    image_processor = vl_image_processor(family, model_dir, bounds)
+    video = None
+    if family.video_token:  # frames: the family's video bounds unless --min_pixels/--max_pixels say otherwise
+        size = {"shortest_edge": family.video_size[0], "longest_edge": family.video_size[1], **bounds}
+        size["shortest_edge"] = min(size["shortest_edge"], size["longest_edge"])
+        video = FrameVideoProcessor(image_processor, size)
+    try:  # the folder's processor settings (LLaVA: patch_size, vision_feature_select_strategy, ...)
+        saved = json.loads((Path(model_dir) / "processor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    extra = {k: v for k, v in saved.items() if k not in ("processor_class", "chat_template", "image_processor")}
+    processor = stock_vl_processor(family, image_processor, tokenizer, None, video, **extra)
+    return MediaTemplate(tokenizer, spec, family=family, processor=processor, sampling=sampling_of(template_args), **kw)
 
 
 def media_run_args(template: Any) -> dict[str, Any]:
     """What args.json records for a media template (the resize bounds used); {} for a text template."""
-    return dict(template.pixels) if getattr(template, "takes_media", False) else {}
+    return template.run_args() if getattr(template, "takes_media", False) else {}
 
 
 def text_only_message(template: Any) -> str:
@@ -160,7 +245,11 @@ def media_report(template: Any, encoded: Any) -> str | None:
     images = sum(len(r.get("images", [])) for r in rows)
     tokens = sum(sum(t == template.image_token_id for t in ids) for ids in encoded["input_ids"])
     px = template.pixels
-    return (
-        f"  media: {images} images in {len(rows)} rows, {tokens} image tokens "
-        f"(resized to {px['min_pixels']}..{px['max_pixels']} pixels)"
-    )
+    sized = f" (resized to {px['min_pixels']}..{px['max_pixels']} pixels)" if px else ""
+    line = f"  media: {images} images in {len(rows)} rows, {tokens} image tokens{sized}"
+    videos = sum(len(r.get("videos", [])) for r in rows)
+    if videos:
+        vt = sum(sum(t == template.video_token_id for t in ids) for ids in encoded["input_ids"])
+        s = template.sampling
+        line += f"; {videos} videos, {vt} video tokens (--fps {s.fps:g}, --max_frames {s.max_frames})"
+    return line

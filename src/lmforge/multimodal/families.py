@@ -27,13 +27,19 @@ from lmforge.registry import Registry
 class VLFamily:
     model_types: tuple[str, ...]
     image_processor: str  # "module:Class" of the image processor that needs no torchvision
-    processor_class: str  # what processor_config.json names (the stock class, loadable where torchvision is)
-    image_token: str = "<|image_pad|>"  # the token repeated once per image patch group
-    video_token: str = "<|video_pad|>"
-    image_open: str = "<|vision_start|>"  # text around the repeated tokens
+    processor_class: str  # the stock processor (its replace_*_token expands placeholders; processor_config.json)
+    image_token: str = "<|image_pad|>"  # the token the processor repeats per image patch group
+    video_token: str = "<|video_pad|>"  # "" : the family takes no video
+    image_open: str = "<|vision_start|>"  # what the chat template puts around the token
     image_close: str = "<|vision_end|>"
+    # video frames: resize bounds of the family's video processor (pixels per frame) when --max_pixels is not given
+    video_size: tuple[int, int] = (128 * 28 * 28, 768 * 28 * 28)
+    resizable: bool = True  # --max_pixels/--min_pixels apply (Qwen's dynamic resolution; LLaVA crops to one size)
+    token_types: bool = True  # the model takes mm_token_type_ids (1 image, 2 video)
     # grounding: "abs" pixel coordinates of the resized image (Qwen2.5-VL), or "norm1000" (Qwen2-VL, Qwen3-VL)
     bbox: str = "norm1000"
+    ref_text: str = "<|object_ref_start|>{ref}<|object_ref_end|>"  # what `<ref-object>` / `<bbox>` become
+    box_text: str = "<|box_start|>{box}<|box_end|>"
     vision_tower: tuple[str, ...] = ("model.visual",)
     aligner: tuple[str, ...] = ("model.visual.merger",)
     language_model: tuple[str, ...] = ("model.language_model", "lm_head")
@@ -45,15 +51,10 @@ class VLFamily:
         module, _, cls = self.image_processor.partition(":")
         return getattr(importlib.import_module(module), cls)
 
-    def image_text(self, n_tokens: int) -> str:
-        """The text one image becomes in a prompt: the placeholder with the token repeated `n_tokens` times (the
-        processor's own expansion, done on the string so the template's character offsets stay valid)."""
-        return self.image_open + self.image_token * n_tokens + self.image_close
-
-    def tokens_per_image(self, grid_thw: Any, processor: Any) -> int:
-        """Tokens one image costs: its patch grid merged `merge_size`² to one (Qwen2-VL's rule)."""
-        t, h, w = (int(x) for x in grid_thw)
-        return t * h * w // int(getattr(processor, "merge_size", 2)) ** 2
+    def placeholder(self, replacement: str) -> str:
+        """The text one image/video becomes in a prompt: the processor's expansion of the token inside the
+        template's frame, done on the string so the template's character offsets stay valid."""
+        return self.image_open + replacement + self.image_close
 
 
 VL_FAMILIES: Registry[VLFamily] = Registry("vision-language family", "--model_type")
@@ -93,6 +94,27 @@ def _qwen3_vl() -> VLFamily:
         image_processor=_QWEN_PIL,
         processor_class="Qwen3VLProcessor",
         processor_defaults=(("patch_size", 16), ("image_mean", [0.5] * 3), ("image_std", [0.5] * 3)),
+        video_size=(128 * 32 * 32, 768 * 32 * 32),
+    )
+
+
+@register_vl_family("llava")
+def _llava() -> VLFamily:
+    """LLaVA (llava-hf folders): a CLIP-style tower, a projector, `<image>` repeated once per patch; fixed size."""
+    return VLFamily(
+        model_types=("llava",),
+        image_processor="transformers.models.llava.image_processing_pil_llava:LlavaImageProcessorPil",
+        processor_class="LlavaProcessor",
+        image_token="<image>",
+        video_token="",
+        image_open="",
+        image_close="",
+        resizable=False,
+        token_types=False,
+        ref_text="{ref}",  # ms-swift's default grounding text
+        box_text="[{box}]",
+        vision_tower=("model.vision_tower",),
+        aligner=("model.multi_modal_projector",),
     )
 
 

@@ -10,17 +10,14 @@ an image, a URL is fetched once into the lmforge cache. Every problem is a RowEr
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
-import re
 from pathlib import Path
 from typing import Any
 
 from lmforge.errors import RowError
 from lmforge.multimodal.parts import MEDIA_COLUMNS, TAG
-
-_DATA_URL = re.compile(r"data:(?P<mime>[\w/+.-]+)?(;[\w=-]+)*;base64,(?P<data>.*)", re.S)
+from lmforge.multimodal.sources import is_base64, media_bytes
 
 
 def has_media(row: dict) -> bool:
@@ -96,7 +93,7 @@ def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str
     directory), a data URL, or a fetched URL's cached file. Images are opened to catch corrupt files now."""
     if src.startswith(("http://", "https://")):
         src = str(fetch(src, field))
-    elif not src.startswith("data:") and not _is_base64(src):
+    elif not src.startswith("data:") and not is_base64(src):
         path = Path(src).expanduser()
         if not path.is_absolute() and base is not None and (base / path).exists():
             path = base / path
@@ -105,27 +102,11 @@ def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str
         src = str(path.resolve())
     if kind == "image":
         load_image(src, field)  # corrupt or not an image: this row, now, not a crash mid-training
+    elif kind == "video":
+        from lmforge.multimodal.video import probe_video
+
+        probe_video(src, field)  # no decoder, corrupt, a still image: this row's one line
     return src
-
-
-def _is_base64(src: str) -> bool:
-    """Raw base64 (ms-swift accepts it without the data: prefix): long, base64 characters only, not a file."""
-    return len(src) >= 64 and re.fullmatch(r"[A-Za-z0-9+/=\s]+", src) is not None and not Path(src[:255]).exists()
-
-
-def media_bytes(src: str, field: str = "image") -> bytes:
-    m = _DATA_URL.fullmatch(src) if src.startswith("data:") else None
-    if m is not None or _is_base64(src):
-        try:
-            return base64.b64decode(m.group("data") if m else src, validate=False)
-        except (binascii.Error, ValueError):
-            raise RowError(field, "not valid base64")
-    if src.startswith("data:"):
-        raise RowError(field, "a data URL must be base64 encoded (data:image/png;base64,...)")
-    try:
-        return Path(src).read_bytes()
-    except OSError as e:
-        raise RowError(field, f"{src}: cannot read ({e.strerror})")
 
 
 def load_image(src: str, field: str = "image") -> Any:

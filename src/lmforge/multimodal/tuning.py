@@ -71,3 +71,29 @@ def freeze_parts(model: Any, flags: Any, template: Any, trains_weights: bool) ->
     for name, p in model.named_parameters():
         if part_of(name, family) not in parts:
             p.requires_grad_(False)
+
+
+def check_part_lrs(template: Any, flags: Any) -> None:
+    """--vit_lr / --aligner_lr on a text-only model: one line before any weights load."""
+    if (flags.vit_lr is not None or flags.aligner_lr is not None) and getattr(template, "family", None) is None:
+        flag = "--vit_lr" if flags.vit_lr is not None else "--aligner_lr"
+        raise UserError(f"{flag} is for vision-language models; this model is text-only", hint=f"drop {flag}")
+
+
+def part_optimizer(model: Any, template: Any, lr: float, flags: Any, weight_decay: float) -> Any:
+    """AdamW with the trainable parameters grouped by part: the vision tower at --vit_lr, the aligner at
+    --aligner_lr, everything else at --learning_rate (ms-swift's flags)."""
+    import torch
+
+    rates = {"vit": flags.vit_lr or lr, "aligner": flags.aligner_lr or lr}
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault(rates.get(part_of(name, template.family) or "", lr), []).append(p)
+    shown = ", ".join(f"{part} {rates[part]:g}" for part in ("vit", "aligner"))
+    print(f"[lmforge] learning rates: {lr:g} ({shown})")
+    return torch.optim.AdamW(
+        [{"params": ps, "lr": rate, "initial_lr": rate} for rate, ps in groups.items()],
+        lr=lr,
+        weight_decay=weight_decay,
+    )

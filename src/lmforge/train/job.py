@@ -80,6 +80,7 @@ def prepare(args: Args, method: Method) -> Job:
 
     from lmforge.data.pipeline import load_data, refuse_if_mostly_dropped, refuse_media_for_text_model
     from lmforge.models.setup import setup_tokenizer
+    from lmforge.multimodal.tuning import check_part_lrs
     from lmforge.precision import training_precision
     from lmforge.tasks import get_task
     from lmforge.train.distributed import deepspeed_config, fsdp_kwargs
@@ -104,6 +105,7 @@ def prepare(args: Args, method: Method) -> Job:
     data = load_data(args.data, use_hf=args.model.use_hf)
     refuse_if_mostly_dropped(data.parts)
     refuse_media_for_text_model(data, setup.template)
+    check_part_lrs(setup.template, args.tuner)  # --vit_lr/--aligner_lr on a text-only model
     for p in data.parts:
         if p.n_dropped:
             print(f"[lmforge] {p.name}: dropped {p.n_dropped} of {p.total} rows; first: {p.reasons[0]}")

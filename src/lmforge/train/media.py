@@ -23,15 +23,16 @@ class MediaCollator:
         import torch
 
         batch = PaddedCollator(self.pad_token_id)(rows)
-        types = torch.zeros_like(batch["input_ids"])
-        for i, r in enumerate(rows):
-            types[i, : len(r["input_ids"])] = torch.tensor(self.template.token_types(r["input_ids"]))
-        batch["mm_token_type_ids"] = types
-        images = [src for r in rows if r.get("media") for src in json.loads(r["media"]).get("images", [])]
-        if images:
-            processed = self.template.process_images(images)
-            batch["pixel_values"] = processed["pixel_values"]
-            batch["image_grid_thw"] = processed["image_grid_thw"]
+        if self.template.family.token_types:
+            types = torch.zeros_like(batch["input_ids"])
+            for i, r in enumerate(rows):
+                types[i, : len(r["input_ids"])] = torch.tensor(self.template.token_types(r["input_ids"]))
+            batch["mm_token_type_ids"] = types
+        media = [json.loads(r["media"]) for r in rows if r.get("media")]
+        images = [src for m in media for src in m.get("images", [])]
+        videos = [src for m in media for src in m.get("videos", [])]
+        if images or videos:
+            batch.update(self.template.process_media(images, videos))
         return batch
 
 

@@ -58,6 +58,7 @@ def build(job: Job) -> Any:
     template, name = job.setup.template, job.method.name
     train_ds = rows.convert(job.data.train, spec.to_row, template, name)
     val_ds = rows.convert(job.data.val, spec.to_row, template, name)
+    processing = _processing_class(job, spec)  # a vision-language model: the processor (checked before loading)
     model = load_policy(job)
     b = beta(job, spec)
     record(job, {"resolved_beta": b})
@@ -69,7 +70,7 @@ def build(job: Job) -> Any:
         "args": config,
         "train_dataset": train_ds,
         "eval_dataset": val_ds,
-        "processing_class": job.setup.tokenizer,
+        "processing_class": processing,
         "callbacks": callbacks(job),
         "optimizers": (optimizer(job, model), None),
     }
@@ -81,6 +82,22 @@ def build(job: Job) -> Any:
     trainer = with_checkpoint_hooks(trainer_cls)(**kwargs)
     print(f"[lmforge] {name} on {len(train_ds)} rows")
     return finish(trainer, job)
+
+
+def _processing_class(job: Job, spec: TrlSpec) -> Any:
+    """The tokenizer; for a vision-language model the stock processor (trl's vision collator runs it on each
+    batch, images included) with the model's chat template. Only DPO's trainer takes images in trl 1.16."""
+    template = job.setup.template
+    if not getattr(template, "takes_media", False):
+        return job.setup.tokenizer
+    if spec.trainer != "dpo":
+        raise UserError(
+            f"--rlhf_type {job.method.name} does not take vision-language models in this lmforge version",
+            hint="use --rlhf_type dpo",
+        )
+    processor = template.processor
+    processor.chat_template = processor.chat_template or template.jinja
+    return processor
 
 
 def trl_method(

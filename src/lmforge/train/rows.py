@@ -29,7 +29,30 @@ def preference(row: Row, template: Any, method: str) -> Row:
             f"{where(row)}: rejected_response: missing; {method} needs preference rows",
             hint='give rows a rejected_response, or map yours: --columns \'{"rejected": "rejected_response"}\'',
         )
-    return {"prompt": msgs[:-1], "chosen": [msgs[-1]], "rejected": [{"role": "assistant", "content": rejected}]}
+    out = {"prompt": msgs[:-1], "chosen": [msgs[-1]], "rejected": [{"role": "assistant", "content": rejected}]}
+    return with_images(out, row, template, method)
+
+
+def with_images(out: Row, row: Row, template: Any, method: str) -> Row:
+    """A vision-language model: the prompt's `<image>` tags become trl's image blocks (filled from `images` in
+    order by trl's vision collator, which runs the processor); every row carries `images`, [] for a text row."""
+    if not getattr(template, "takes_media", False):
+        return out
+    if row.get("videos") or row.get("audios"):
+        raise DataError(f"{where(row)}: videos: {method} takes images only in this lmforge version")
+    from lmforge.multimodal.parts import TAG
+
+    def blocks(content: Any) -> Any:
+        if not isinstance(content, str):
+            return content
+        pieces = content.split(TAG["image"])
+        parts = [{"type": "text", "text": pieces[0]}] if pieces[0] else []
+        for piece in pieces[1:]:
+            parts += [{"type": "image"}, *([{"type": "text", "text": piece}] if piece else [])]
+        return parts
+
+    out["prompt"] = [{**m, "content": blocks(m.get("content"))} for m in out["prompt"]]
+    return {**out, "images": list(row.get("images") or [])}
 
 
 def unpaired(row: Row, template: Any, method: str) -> Row:

@@ -65,6 +65,10 @@ def optimizer(job: Job, model: Any) -> Any:
         from lmforge.train.extensions import OPTIMIZERS
 
         return OPTIMIZERS.lookup(t.optimizer)(model, lr=job.learning_rate, weight_decay=t.weight_decay)
+    if tu.vit_lr is not None or tu.aligner_lr is not None:  # vision-language models: one group per part
+        from lmforge.multimodal.tuning import part_optimizer
+
+        return part_optimizer(model, job.setup.template, job.learning_rate, tu, t.weight_decay)
     if tu.lorap_lr_ratio is None:
         return None
     from lmforge.tuners.peft_tuners import loraplus_optimizer

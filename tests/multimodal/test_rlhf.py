@@ -1,0 +1,49 @@
+"""`lmforge rlhf --rlhf_type dpo` on rows with images: trl's vision collator runs the stock processor on each batch
+(pixels and grids through the policy and the reference), LoRA on the language model only; the other trl trainers
+refuse a vision-language model in one line before any weights load."""
+
+from __future__ import annotations
+
+import json
+
+from tests.multimodal.conftest import draw
+
+
+def test_dpo_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
+    from lmforge import cli
+
+    rows = []
+    for i, (colour, wrong) in enumerate([("red", "Blue."), ("blue", "Red."), ("green", "Yellow."), ("yellow", "Red.")]):
+        img = draw(tmp_path / f"{i}.png", colour)
+        q = {"role": "user", "content": "<image>What colour is the shape?"}
+        rows.append({"messages": [q, {"role": "assistant", "content": f"{colour.capitalize()}."}],
+                     "rejected_response": wrong, "images": [img.name]})  # fmt: skip
+    rows.append(
+        {
+            "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
+            "rejected_response": "Go away.",
+        }
+    )  # fmt: skip  (a text row in the same run)
+    data = tmp_path / "pref.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["rlhf", "--model", str(tiny_qwen2_5_vl), "--dataset", str(data), "--max_pixels", "3136",
+            "--min_pixels", "3136", "--report_to", "none", "--torch_dtype", "float32"]  # fmt: skip
+    out = tmp_path / "out"
+    argv = [*base, "--rlhf_type", "dpo", "--max_steps", "1", "--per_device_train_batch_size", "2",
+            "--output_dir", str(out), "--logging_steps", "1"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err[-3000:]
+    ckpt = next(out.glob("v*/checkpoint-1"))
+    targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
+    assert targets and all(t.startswith("model.language_model.") for t in targets)
+    saved = json.loads((ckpt / "processor_config.json").read_text())  # the stock class, as a hub folder
+    assert saved == {"processor_class": "Qwen2_5_VLProcessor"}
+    log = [json.loads(line) for line in (ckpt.parent / "logging.jsonl").read_text().splitlines()]
+    assert any("rewards/chosen" in r or "loss" in r for r in log), log
+
+    capsys.readouterr()
+    assert cli.main([*base, "--rlhf_type", "orpo", "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "lmforge rlhf: error: --rlhf_type orpo does not take vision-language models in this lmforge version "
+        "(hint: use --rlhf_type dpo)"
+    ), err
