@@ -172,3 +172,11 @@ def test_bad_export_flags_are_one_line(argv, needle, tiny_llama, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and needle in err[0], err
     assert not list(tmp_path.glob("*-int*")) and not list(tmp_path.glob("*-gguf"))  # nothing was written
+
+
+def test_gguf_is_named_after_the_model_not_its_cache_folder():
+    from lmforge.export.gguf import model_name
+
+    assert model_name(None) == model_name("smollm2") == "SmolLM2-135M-Instruct"  # not SmolLM2-...-<hash>
+    assert model_name("Qwen/Qwen3-0.6B") == "Qwen3-0.6B" and model_name("/m/llama.Q4_1.gguf") == "llama.Q4_1"
+    assert model_name("output/v0-1/checkpoint-6-merged/") == "checkpoint-6-merged"
