@@ -56,17 +56,14 @@ def run_side(model: Any, tokenizer: Any, rows: CheckRows) -> Side:
     return side
 
 
-def run_side_llamacpp(gguf: Path, template: Any, rows: CheckRows) -> Side:
+def run_side_llamacpp(gguf: Path, tokenizer: Any, rows: CheckRows) -> Side:
     """The same measures on a GGUF as llama.cpp itself runs it: every row's logits from one eval (`logits_all`),
-    greedy answers from llama.cpp's own sampler at temperature 0 (through lmforge's llamacpp engine)."""
+    greedy answers from llama.cpp's own sampler (temperature 0 is its greedy sampler; repeat penalty 1 is off).
+    Not through lmforge.infer: export must not depend on the engines (a package cycle through args)."""
     import os
 
     import torch
     from llama_cpp import Llama
-
-    from lmforge.infer.engine import SamplingConfig
-    from lmforge.infer.frontend import Frontend
-    from lmforge.infer.llamacpp import LlamaCppEngine
 
     longest = max([len(i) for i, _ in rows.encoded] + [len(i) + rows.max_new_tokens for i, _ in rows.prompts])
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
@@ -76,11 +73,14 @@ def run_side_llamacpp(gguf: Path, template: Any, rows: CheckRows) -> Side:
         llama.reset()
         llama.eval(ids)
         _score(side, torch.from_numpy(llama.scores[: len(ids) - 1].copy()).float(), labels)
-    engine = LlamaCppEngine(llama, Frontend(template), str(gguf))
-    cfg = SamplingConfig(max_new_tokens=rows.max_new_tokens)  # temperature 0: greedy
-    done = engine.generate([ids for ids, _ in rows.prompts], cfg)
-    tok = template.tokenizer
-    side.answers = [tok.decode(c.token_ids, skip_special_tokens=True) for c in done]
+    stops = set(rows.stop_ids)
+    for ids, _ in rows.prompts:
+        made: list[int] = []
+        for tok in llama.generate(list(ids), reset=True, temp=0.0, repeat_penalty=1.0):
+            made.append(tok)
+            if tok in stops or len(made) >= rows.max_new_tokens:
+                break
+        side.answers.append(tokenizer.decode(made, skip_special_tokens=True))
     return side
 
 

@@ -202,7 +202,7 @@ def _report(src: Path, target: Path, setup: Any, rows: CheckRows, label: str, se
     reader = "transformers"
     if target.suffix == ".gguf" and importlib.util.find_spec("llama_cpp") is not None:
         reader = "llama.cpp"
-        after = report.run_side_llamacpp(target, setup.template, rows)
+        after = report.run_side_llamacpp(target, setup.tokenizer, rows)
     else:
         if target.suffix == ".gguf":
             model = AutoModelForCausalLM.from_pretrained(target.parent, gguf_file=target.name, dtype=torch.float32)
