@@ -1,7 +1,7 @@
 """Quantized and GGUF exports of the embedded default model (SmolLM2-135M-Instruct) through the CLI, with each
 export's own quality report collected into one table (markdown on stdout, JSON with --json PATH).
 
-Run: .venv/bin/python bench/quant_export.py [--only bnb4,q8_0,...] [--json bench/results/quant.json]
+Run: .venv/bin/python bench/quant_export.py [--only bnb4,q8_0,...] [--json bench/results/quant-export.json]
 GPTQ runs where gptqmodel + optimum import (their own venv: /path/to/gptq-venv/bin/python bench/quant_export.py
 --only gptq4). q4_k_m runs where llama-cpp-python imports.
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 
 CALIB = ["--quant_n_samples", "16"]  # the built-in instruct set has 24 rows: 16 calibrate, 8 are held out
 EXPORTS = {
-    "bnb4": ["--quant_method", "bnb", "--quant_bits", "4"],
-    "bnb8": ["--quant_method", "bnb", "--quant_bits", "8"],
     "f16": ["--to_gguf", "true", "--gguf_type", "f16"],
     "q8_0": ["--to_gguf", "true", "--gguf_type", "q8_0"],
     "q4_k_m": ["--to_gguf", "true", "--gguf_type", "q4_k_m"],
+    "bnb8": ["--quant_method", "bnb", "--quant_bits", "8"],
+    "bnb4": ["--quant_method", "bnb", "--quant_bits", "4"],
     "gptq4": ["--quant_method", "gptq", "--quant_bits", "4", "--group_size", "64", *CALIB],
 }
 NEEDS = {"q4_k_m": ("llama_cpp",), "gptq4": ("gptqmodel", "optimum")}
@@ -49,15 +49,17 @@ def run(name: str, flags: list[str], tmp: Path) -> dict | None:
 
 def table(reports: dict[str, dict]) -> str:
     rows = [
-        "| export | ppl before | ppl after | top-1 agree | mean abs drift | MB before | MB after | export s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| export | read back by | ppl before | ppl after | top-1 agree | mean abs drift | MB before | MB after "
+        "| export s | check s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports.items():
         p, s = r["perplexity"], r["size_bytes"]
         rows.append(
-            f"| {name} | {p['before']:.3f} | {p['after']:.3f} | {r['top1_agreement']:.3f} | "
+            f"| {name.split(' via ')[0]} | {r.get('reader', 'transformers')} | {p['before']:.3f} | {p['after']:.3f} | "
+            f"{r['top1_agreement']:.3f} | "
             f"{r['mean_logit_drift']:.4f} | {s['before'] / 1e6:.0f} | {s['after'] / 1e6:.0f} | "
-            f"{r['seconds']['export']:.1f} | {r['wall_seconds']:.0f} |"
+            f"{r['seconds']['export']:.1f} | {r['seconds']['check']:.1f} | {r['wall_seconds']:.0f} |"
         )
     return "\n".join(rows)
 
@@ -72,11 +74,13 @@ def main() -> None:
         for name in a.only.split(","):
             rep = run(name, EXPORTS[name], Path(tmp))
             if rep is not None:
-                reports[name] = rep
+                reports[f"{name} via {rep.get('reader', 'transformers')}"] = rep  # a GGUF may be read both ways
                 print(f"{name}: done in {rep['wall_seconds']:.0f} s", file=sys.stderr)
+    if a.json:  # rows already in the file are kept: one export can be rerun with --only
+        path = Path(a.json)
+        reports = {**(json.loads(path.read_text()) if path.is_file() else {}), **reports}
+        path.write_text(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
     print(table(reports))
-    if a.json:
-        Path(a.json).write_text(json.dumps(reports, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ from tests.infer.helpers import calculator_engine
 PROMPTS = ["What is 3 plus 3?", "Hello there", "Tell me a story", "你好", "List three colors"]
 
 
-def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
+def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path, capsys):
+    from lmforge.args import ModelArgs, TemplateArgs, TunerArgs
+    from lmforge.args.parser import Args
+    from lmforge.cli import main
     from lmforge.infer.engine import SamplingConfig
-    from lmforge.runargs import read_run_args
+    from lmforge.runargs import read_run_args, resolve_model
 
     out = tmp_path / "merged"
     r = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
@@ -26,8 +29,13 @@ def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
     saved = read_run_args(out)
     assert saved.model_dir is None and saved.base_model_dir and saved.merged_from == [str(lora_ckpt)]
     assert saved.system == "You are a calculator."
-    again = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
-    assert again.returncode != 0 and "already exists" in again.stderr
+    capsys.readouterr()
+    assert main(["export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out)]) != 0
+    assert "already exists" in capsys.readouterr().err
+    # `--model MERGED` alone: args.json next to the weights gives the template and system prompt back
+    args = Args({"model": ModelArgs(model=str(out)), "template": TemplateArgs(), "tuner": TunerArgs()}, {"model"})
+    resolved = resolve_model(args, True)
+    assert resolved.model == str(out) and resolved.template_args.system == "You are a calculator."
 
     base = calculator_engine(tiny_llama, [str(lora_ckpt)], lora_ckpt)
     merged = calculator_engine(out, [])
@@ -39,20 +47,6 @@ def test_export_merge_equals_adapter(lora_ckpt, tiny_llama, tmp_path):
     cfg = SamplingConfig(max_new_tokens=12)
     convs = [[{"role": "user", "content": p}] for p in PROMPTS]
     assert [c.text for c in base.chat(convs, cfg)] == [c.text for c in merged.chat(convs, cfg)]
-
-
-def test_merged_model_restores_its_system_prompt(lora_ckpt, tmp_path):
-    """`--model MERGED` alone: args.json next to the weights gives the template and system prompt back."""
-    out = tmp_path / "m"
-    r = run_cli("export", "--adapters", str(lora_ckpt), "--merge_lora", "true", "--output_dir", str(out))
-    assert r.returncode == 0, r.stderr[-2000:]
-    from lmforge.args import ModelArgs, TemplateArgs, TunerArgs
-    from lmforge.args.parser import Args
-    from lmforge.runargs import resolve_model
-
-    args = Args({"model": ModelArgs(model=str(out)), "template": TemplateArgs(), "tuner": TunerArgs()}, {"model"})
-    r = resolve_model(args, True)
-    assert r.model == str(out) and r.template_args.system == "You are a calculator."
 
 
 def test_push_offline_is_one_line_and_keeps_the_merge(lora_ckpt, tmp_path):

@@ -1,5 +1,6 @@
 """GPU-only quantized exports (never run in CI; scripts/gpu/quant_export.sh runs them on a CUDA machine): FP8 and
-AWQ through the CLI, reloaded by transformers from their own quantization config, with a sane quality report."""
+AWQ through the CLI, reloaded by transformers from their own quantization config, with a sane quality report; LoRA
+trained on the AWQ export and on EETQ int8 loading (QLoRA), each adapter loaded back for infer."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import build_llama, run_cli
+from tests.export.helpers import lora_trains_and_answers
 
 pytestmark = pytest.mark.gpu
 
@@ -40,3 +42,11 @@ def test_awq_export(llama_256, tmp_path):
     flags = ["--quant_method", "awq", "--quant_bits", "4", "--group_size", "64", "--quant_n_samples", "16"]
     rep = _export(llama_256, tmp_path / "awq", *flags)
     assert rep["top1_agreement"] >= 0.5 and rep["perplexity"]["ratio"] < 2, rep
+    wrapped = lora_trains_and_answers(tmp_path / "awq", tmp_path)
+    assert all(n != "Linear" for n in wrapped), wrapped  # LoRA on the AWQ layers
+
+
+@pytest.mark.skipif(importlib.util.find_spec("eetq") is None, reason="QLoRA on EETQ needs the eetq package")
+def test_eetq_qlora_trains_and_loads_for_infer(llama_256, tmp_path):
+    wrapped = lora_trains_and_answers(llama_256, tmp_path, "--quant_method", "eetq", "--quant_bits", "8")
+    assert wrapped, wrapped

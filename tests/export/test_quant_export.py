@@ -23,8 +23,6 @@ def _report(out: Path) -> dict:
 
 
 def test_bnb4_export_of_a_lora_run_reloads_and_reports(lora_ckpt, tmp_path):
-    from transformers import AutoModelForCausalLM
-
     from lmforge.infer.engine import SamplingConfig
     from lmforge.runargs import read_run_args
 
@@ -48,9 +46,8 @@ def test_bnb4_export_of_a_lora_run_reloads_and_reports(lora_ckpt, tmp_path):
     assert rep["perplexity"]["ratio"] < 1.5, rep["perplexity"]
     assert rep["size_bytes"]["after"] < rep["size_bytes"]["before"]
 
-    model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, from its own quantization_config
-    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
-    engine = calculator_engine(out, [])  # the export answers through lmforge's engine, as the report saw it
+    engine = calculator_engine(out, [])  # transformers reloads it from its own quantization_config
+    assert any(type(m).__name__ == "Linear4bit" for m in engine.model.modules())
     first = rep["greedy"][0]
     answer = engine.chat([[{"role": "user", "content": first["prompt"]}]], SamplingConfig(max_new_tokens=16))[0]
     assert answer.text == first["after"] and answer.token_ids
@@ -72,45 +69,65 @@ def test_bnb8_export_reloads_with_small_drift(tiny_llama, tmp_path):
     assert 0 < (a - b).abs().max().item() < 0.5
 
 
-def test_gguf_f16_export_answers_as_the_original(lora_ckpt, tmp_path):
+HAS_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
+READER = "llama.cpp" if HAS_LLAMA_CPP else "transformers"  # the report reads a GGUF back as llama.cpp runs it
+
+
+def _gguf_field(path: Path, key: str) -> str:
     from gguf import GGUFReader
 
+    field = GGUFReader(path).fields[key]
+    return bytes(field.parts[field.data[0]]).decode()
+
+
+def test_gguf_f16_export_answers_as_the_original(lora_ckpt, tiny_llama, tmp_path):
     out = tmp_path / "gguf"
     r = run_cli("export", "--adapters", str(lora_ckpt), "--to_gguf", "true", "--output_dir", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
-    files = sorted(p.name for p in out.iterdir())
-    gguf_name = next(f for f in files if f.endswith("-f16.gguf"))
-    assert {"Modelfile", "quant_report.json", "quant_report.md"} <= set(files)
+    gguf_name = f"{tiny_llama.name}-f16.gguf"  # named after the model, and so is general.name inside
+    assert {gguf_name, "Modelfile", "quant_report.json", "quant_report.md"} == {p.name for p in out.iterdir()}
     modelfile = (out / "Modelfile").read_text()
     assert f"FROM ./{gguf_name}" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
     assert 'SYSTEM """You are a calculator."""' in modelfile
-    field = GGUFReader(out / gguf_name).fields["tokenizer.chat_template"]
-    template = bytes(field.parts[field.data[0]]).decode()
+    template = _gguf_field(out / gguf_name, "tokenizer.chat_template")
     assert (lora_ckpt / "chat_template.jinja").read_text().strip() == template.strip()
+    assert _gguf_field(out / gguf_name, "general.name") == tiny_llama.name
     rep = _report(out)
-    assert all(g["same"] for g in rep["greedy"]) and any(g["before"] for g in rep["greedy"])
-    assert rep["top1_agreement"] >= 0.99 and abs(rep["perplexity"]["ratio"] - 1) < 0.01
+    assert rep["reader"] == READER and f"via {READER}" in r.stdout
+    assert all(g["same"] for g in rep["greedy"]) and any(g["before"] for g in rep["greedy"]), rep["greedy"]
+    assert rep["top1_agreement"] >= 0.99 and abs(rep["perplexity"]["ratio"] - 1) < 0.01, rep
 
 
-def test_gguf_q8_0_agrees_on_top1(lora_ckpt, tmp_path):
+def _export_in_process(capsys, *argv: str) -> str:
+    """`lmforge export ...` in this process (the CLI itself is driven by the f16 test); its stdout."""
+    capsys.readouterr()
+    assert main(["export", *argv]) == 0, capsys.readouterr().err[-2000:]
+    return capsys.readouterr().out
+
+
+def test_gguf_q8_0_agrees_on_top1(lora_ckpt, tmp_path, capsys):
     out = tmp_path / "q8"
-    r = run_cli(
-        "export", "--adapters", str(lora_ckpt), "--to_gguf", "true", "--gguf_type", "q8_0", "--output_dir", str(out)
+    _export_in_process(
+        capsys, "--adapters", str(lora_ckpt), "--to_gguf", "true", "--gguf_type", "q8_0", "--output_dir", str(out)
     )
-    assert r.returncode == 0, r.stderr[-2000:]
     rep = _report(out)
-    assert rep["export"] == "gguf-q8_0" and rep["top1_agreement"] >= 0.95, rep
+    assert rep["export"] == "gguf-q8_0" and rep["reader"] == READER and rep["top1_agreement"] >= 0.95, rep
     assert rep["size_bytes"]["after"] < rep["size_bytes"]["before"] / 2  # 8.5 bits a weight against fp32
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="q4_k_m needs llama-cpp-python")
-def test_gguf_q4_k_m(tiny_llama, tmp_path):
+@pytest.mark.skipif(not HAS_LLAMA_CPP, reason="q4_k_m needs llama.cpp's quantizer (llama-cpp-python)")
+def test_gguf_q4_k_m_through_llama_cpp(tiny_llama, tmp_path, capsys):
     out = tmp_path / "q4"
-    r = run_cli(
-        "export", "--model", str(tiny_llama), "--to_gguf", "true", "--gguf_type", "q4_k_m", "--output_dir", str(out)
+    stdout = _export_in_process(
+        capsys, "--model", str(tiny_llama), "--to_gguf", "true", "--gguf_type", "q4_k_m", "--output_dir", str(out)
     )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert _report(out)["export"] == "gguf-q4_k_m"
+    rep = _report(out)
+    assert rep["export"] == "gguf-q4_k_m" and rep["reader"] == "llama.cpp", rep
+    assert _gguf_field(out / f"{tiny_llama.name}-q4_k_m.gguf", "general.name") == tiny_llama.name
+    assert "greedy answers equal on" in stdout and len(rep["greedy"]) == 3
+    # widths of 64 are no multiple of 256: llama.cpp falls back to 8-bit-ish types on this tiny model
+    assert rep["size_bytes"]["after"] < rep["size_bytes"]["before"] / 2
+    assert rep["top1_agreement"] >= 0.5 and rep["perplexity"]["ratio"] < 1.5, rep
 
 
 def _toy_family(tiny_llama: Path, tmp: Path) -> Path:
@@ -155,3 +172,11 @@ def test_bad_export_flags_are_one_line(argv, needle, tiny_llama, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and needle in err[0], err
     assert not list(tmp_path.glob("*-int*")) and not list(tmp_path.glob("*-gguf"))  # nothing was written
+
+
+def test_gguf_is_named_after_the_model_not_its_cache_folder():
+    from lmforge.export.gguf import model_name
+
+    assert model_name(None) == model_name("smollm2") == "SmolLM2-135M-Instruct"  # not SmolLM2-...-<hash>
+    assert model_name("Qwen/Qwen3-0.6B") == "Qwen3-0.6B" and model_name("/m/llama.Q4_1.gguf") == "llama.Q4_1"
+    assert model_name("output/v0-1/checkpoint-6-merged/") == "checkpoint-6-merged"

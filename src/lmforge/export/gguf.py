@@ -102,10 +102,23 @@ def check_quantizer(gguf_type: str) -> None:
         )
 
 
-def convert(src: Path, outfile: Path, gguf_type: str, conv: Path) -> None:
+def model_name(model: str | None) -> str:
+    """What the .gguf is named after (its file name and `general.name`): the model as the user named it (the
+    embedded model, a hub id's last part, a folder or .gguf file's name), not the cache folder it was converted
+    into (`SmolLM2-135M-Instruct-<hash>`)."""
+    from lmforge.models.loader import EMBEDDED_ALIASES, EMBEDDED_NAME
+
+    if model is None or model.lower() in EMBEDDED_ALIASES:
+        return EMBEDDED_NAME
+    path = Path(model.rstrip("/"))
+    return path.stem if path.suffix == ".gguf" else path.name
+
+
+def convert(src: Path, outfile: Path, gguf_type: str, conv: Path, name: str) -> None:
     """Run llama.cpp's converter (and quantizer for K-quants) on the HF folder `src`."""
     target = outfile if gguf_type == OUTTYPES[gguf_type] else outfile.with_suffix(".f16.gguf")
     cmd = [sys.executable, str(conv / "convert_hf_to_gguf.py"), str(src), "--outtype", OUTTYPES[gguf_type]]
+    cmd += ["--model-name", name]
     r = subprocess.run([*cmd, "--outfile", str(target)], capture_output=True, text=True)
     if r.returncode != 0 or not target.is_file():
         lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]

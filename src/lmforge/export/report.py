@@ -45,22 +45,56 @@ def weights_size(path: Path) -> int:
 def run_side(model: Any, tokenizer: Any, rows: CheckRows) -> Side:
     """Forward every row once (no padding: exact per-row logits) and answer every prompt greedily."""
     import torch
-    import torch.nn.functional as F
 
     model.eval()
     device = next(model.parameters()).device
-    logits, nll, n = [], 0.0, 0
+    side = Side([], 0.0, 0, [])
     with torch.inference_mode():
         for ids, labels in rows.encoded:
-            out = model(torch.tensor([ids], device=device)).logits[0, :-1].float().cpu()
-            target = torch.tensor(labels[1:])
-            keep = target != -100
-            picked = out[keep]
-            logits.append(picked)
-            nll += F.cross_entropy(picked, target[keep], reduction="sum").item()
-            n += int(keep.sum())
-        answers = [_greedy(model, tokenizer, ids, rows, device) for ids, _ in rows.prompts]
-    return Side(logits, nll, n, answers)
+            _score(side, model(torch.tensor([ids], device=device)).logits[0, :-1].float().cpu(), labels)
+        side.answers = [_greedy(model, tokenizer, ids, rows, device) for ids, _ in rows.prompts]
+    return side
+
+
+def run_side_llamacpp(gguf: Path, tokenizer: Any, rows: CheckRows) -> Side:
+    """The same measures on a GGUF as llama.cpp itself runs it: every row's logits from one eval (`logits_all`),
+    greedy answers from llama.cpp's own sampler (temperature 0 is its greedy sampler; repeat penalty 1 is off).
+    Not through lmforge.infer: export must not depend on the engines (a package cycle through args)."""
+    import os
+
+    import torch
+    from llama_cpp import Llama
+
+    longest = max([len(i) for i, _ in rows.encoded] + [len(i) + rows.max_new_tokens for i, _ in rows.prompts])
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    llama = Llama(str(gguf), n_ctx=longest + 8, logits_all=True, n_threads=threads, seed=0, verbose=False)
+    side = Side([], 0.0, 0, [])
+    for ids, labels in rows.encoded:
+        llama.reset()
+        llama.eval(ids)
+        _score(side, torch.from_numpy(llama.scores[: len(ids) - 1].copy()).float(), labels)
+    stops = set(rows.stop_ids)
+    for ids, _ in rows.prompts:
+        made: list[int] = []
+        for tok in llama.generate(list(ids), reset=True, temp=0.0, repeat_penalty=1.0):
+            made.append(tok)
+            if tok in stops or len(made) >= rows.max_new_tokens:
+                break
+        side.answers.append(tokenizer.decode(made, skip_special_tokens=True))
+    return side
+
+
+def _score(side: Side, logits: Any, labels: list[int]) -> None:
+    """Add one row: the logits at the positions that carry loss, and their summed NLL."""
+    import torch
+    import torch.nn.functional as F
+
+    target = torch.tensor(labels[1:])
+    keep = target != -100
+    picked = logits[keep]
+    side.logits.append(picked)
+    side.nll += F.cross_entropy(picked, target[keep], reduction="sum").item()
+    side.tokens += int(keep.sum())
 
 
 def _greedy(model: Any, tokenizer: Any, ids: list[int], rows: CheckRows, device: Any) -> str:
@@ -83,6 +117,8 @@ def compare(before: Side, after: Side, rows: CheckRows) -> dict[str, Any]:
     agree = total = 0
     drift_sum, drift_max = 0.0, 0.0
     for a, b in zip(before.logits, after.logits):
+        v = min(a.shape[-1], b.shape[-1])  # a GGUF's vocabulary may be padded
+        a, b = a[:, :v], b[:, :v]
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
         diff = (a - b).abs()
@@ -111,7 +147,8 @@ def save_report(report: dict[str, Any], out: Path) -> None:
     (out / "quant_report.md").write_text(markdown(report))
     p, s = report["perplexity"], report["size_bytes"]
     print(
-        f"[lmforge] quality ({report['export']}, {report['rows']} rows, {report['tokens']} tokens): "
+        f"[lmforge] quality ({report['export']} via {report.get('reader', 'transformers')}, {report['rows']} rows, "
+        f"{report['tokens']} tokens): "
         f"perplexity {p['before']:.3f} -> {p['after']:.3f} (x{p['ratio']:.3f}), "
         f"top-1 agreement {report['top1_agreement']:.3f}, mean |logit drift| {report['mean_logit_drift']:.4f}, "
         f"size {_mb(s['before'])} -> {_mb(s['after'])}, {report['seconds']['export']:.1f} s"
@@ -129,7 +166,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# Quality report: {r['export']}",
         "",
-        f"Source: `{r['source']}`. Rows: {r['rows']} ({r['rows_from']}), {r['tokens']} tokens carrying loss.",
+        f"Source: `{r['source']}`. Rows: {r['rows']} ({r['rows_from']}), {r['tokens']} tokens carrying loss. "
+        f"The export was read back through {r.get('reader', 'transformers')}.",
         "",
         "| measure | before | after |",
         "|---|---|---|",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import shutil
 import time
@@ -66,7 +67,7 @@ def run_export(args: Args) -> int:
         start = time.perf_counter()
         with writing("the exported model", out):
             if conv is not None:
-                target = _write_gguf(src, out, setup, e.gguf_type, conv, work)
+                target = _write_gguf(src, out, setup, e.gguf_type, conv, work, resolved.model)
             else:
                 target = _write_quantized(src, out, setup, resolved, ex, e, calib)
         seconds = time.perf_counter() - start
@@ -120,15 +121,16 @@ def _write_quantized(src: Path, out: Path, setup: Any, resolved: ResolvedModel, 
     return out
 
 
-def _write_gguf(src: Path, out: Path, setup: Any, gguf_type: str, conv: Path, work: Path) -> Path:
+def _write_gguf(src: Path, out: Path, setup: Any, gguf_type: str, conv: Path, work: Path, model: str | None) -> Path:
     from lmforge.export import gguf
 
     staged = gguf.stage_source(src, setup.tokenizer, setup.template.jinja, work / "gguf-src")
     tmp = _staged(out)
     try:
         tmp.mkdir(parents=True)
-        name = f"{Path(str(setup.model_dir)).name}-{gguf_type}.gguf"
-        gguf.convert(staged, tmp / name, gguf_type, conv)
+        title = gguf.model_name(model)
+        name = f"{title}-{gguf_type}.gguf"
+        gguf.convert(staged, tmp / name, gguf_type, conv, title)
         stops = [setup.tokenizer.decode([i]) for i in setup.template.stop_ids()]
         (tmp / "Modelfile").write_text(gguf.modelfile(name, stops, setup.template.system))
         _publish(tmp, out)
@@ -187,8 +189,9 @@ def _encode(parts: list, setup: Any) -> list[tuple[list[dict], list[int], list[i
 
 
 def _report(src: Path, target: Path, setup: Any, rows: CheckRows, label: str, seconds: float) -> None:
-    """Load the unquantized source and the export back (the export through transformers, with its own
-    quantization config or its GGUF loader) and compare them."""
+    """Load the unquantized source and the export back as a user would run it (a quantized folder through
+    transformers with its own quantization config; a GGUF through llama.cpp where llama-cpp-python is installed,
+    else through transformers' GGUF loader) and compare them."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -196,12 +199,18 @@ def _report(src: Path, target: Path, setup: Any, rows: CheckRows, label: str, se
 
     start = time.perf_counter()
     before = report.run_side(AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32), setup.tokenizer, rows)
-    if target.suffix == ".gguf":
-        model = AutoModelForCausalLM.from_pretrained(target.parent, gguf_file=target.name, dtype=torch.float32)
+    reader = "transformers"
+    if target.suffix == ".gguf" and importlib.util.find_spec("llama_cpp") is not None:
+        reader = "llama.cpp"
+        after = report.run_side_llamacpp(target, setup.tokenizer, rows)
     else:
-        model = AutoModelForCausalLM.from_pretrained(target)
-    after = report.run_side(model, setup.tokenizer, rows)
-    result = {"export": label, "source": str(setup.model_dir), **report.compare(before, after, rows)}
+        if target.suffix == ".gguf":
+            model = AutoModelForCausalLM.from_pretrained(target.parent, gguf_file=target.name, dtype=torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(target)
+        after = report.run_side(model, setup.tokenizer, rows)
+    result = {"export": label, "source": str(setup.model_dir), "reader": reader}
+    result.update(report.compare(before, after, rows))
     result["size_bytes"] = {"before": report.weights_size(src), "after": report.weights_size(target)}
     result["seconds"] = {"export": seconds, "check": time.perf_counter() - start}
     out = target.parent if target.suffix == ".gguf" else target
