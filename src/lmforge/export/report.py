@@ -63,11 +63,14 @@ def run_side_llamacpp(gguf: Path, tokenizer: Any, rows: CheckRows) -> Side:
     import os
 
     import torch
-    from llama_cpp import Llama
+
+    from lmforge.thirdparty import llama_without_extra_buffers
 
     longest = max([len(i) for i, _ in rows.encoded] + [len(i) + rows.max_new_tokens for i, _ in rows.prompts])
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-    llama = Llama(str(gguf), n_ctx=longest + 8, logits_all=True, n_threads=threads, seed=0, verbose=False)
+    llama = llama_without_extra_buffers(
+        model_path=str(gguf), n_ctx=longest + 8, logits_all=True, n_threads=threads, seed=0, verbose=False
+    )
     side = Side([], 0.0, 0, [])
     for ids, labels in rows.encoded:
         llama.reset()
