@@ -10,6 +10,19 @@ from pathlib import Path
 
 import pytest
 
+# The longest tests start first: with one xdist worker per core, a several-minute browser test collected last runs
+# alone at the end of the suite while the other core idles (longest-first is the classic fix for that tail).
+LONGEST_FIRST = (
+    "tests/ui/test_webui.py",
+    "tests/train/test_rlhf.py::test_ppo_raises_reward_on_a_toy_task",
+    "tests/train/test_distributed.py::test_deepspeed_zero_on_cpu",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))  # stable: the rest keep their order
+
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"  # small data files the tests train on
 

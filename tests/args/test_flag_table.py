@@ -27,6 +27,7 @@ FREE_TEXT = {
     "reward_model", "teacher_model",
     "labels",  # seq_cls class names
     "generative_reranker_positive_token", "generative_reranker_negative_token",  # any one-token word
+    "infer_backend_python", "vllm_server_host", "vllm_quantization",  # a path, a host, a backend's method name
 }  # fmt: skip
 
 

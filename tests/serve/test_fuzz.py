@@ -122,19 +122,23 @@ def test_generated_requests_never_break_the_server(deploy):
     port, proc = deploy
     chat = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 2}
 
-    def normal() -> float:
+    def normal(body: dict = chat) -> float:
         t0 = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        conn.request("POST", "/v1/chat/completions", json.dumps(chat), {"Content-Type": "application/json"})
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read())["choices"][0]["message"]["content"] is not None
         return time.perf_counter() - t0
 
     normal()
+    normal({**chat, "temperature": 0})  # greedy runs in the continuous loop: its paged KV cache is made on first use
     baseline = _rss_mb(proc.pid)
     rng = random.Random(0)
     statuses: dict[int, int] = {}
+    middle = baseline
     for i in range(N_CASES):
+        if i == N_CASES // 2:
+            middle = _rss_mb(proc.pid)
         if i % 16 == 15:
             _slow_or_vanishing(port, rng)
             continue
@@ -151,4 +155,6 @@ def test_generated_requests_never_break_the_server(deploy):
     print(f"fuzz: {N_CASES} cases, statuses {dict(sorted(statuses.items()))}")
     assert sum(n for s, n in statuses.items() if s < 300) > 10 and sum(n for s, n in statuses.items() if s >= 400) > 100
     assert normal() < 30  # answers promptly afterwards
-    assert _rss_mb(proc.pid) < baseline + 150, (baseline, _rss_mb(proc.pid))
+    end = _rss_mb(proc.pid)
+    # one-time allocations (the first of each request kind, the continuous loop's pages) land early; a leak keeps on
+    assert end < middle + 75 and end < baseline + 300, (baseline, middle, end)

@@ -112,10 +112,11 @@ def answers_through_the_client(url: str) -> None:
     from lmforge.ui.chat import message_text
 
     client = gradio_client.Client(url, verbose=False)
-    box, history = client.predict("Hello there", [], "You are terse.", api_name="/send")
+    # inputs: message, history, system, image (None: a text-only turn); outputs: box, history, image
+    box, history, _ = client.predict("Hello there", [], "You are terse.", None, api_name="/send")
     assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
     assert message_text(history[0]["content"]) == "Hello there"
-    _, history = client.predict("And again?", history, "You are terse.", api_name="/send")  # a second turn
+    _, history, _ = client.predict("And again?", history, "You are terse.", None, api_name="/send")  # 2nd turn
     assert [m["role"] for m in history] == ["user", "assistant"] * 2
     assert message_text(history[2]["content"]) == "And again?"
 

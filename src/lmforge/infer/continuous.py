@@ -43,11 +43,12 @@ class ContinuousBatcher:
         self._lock = threading.Lock()
         self._counter = 0
 
-    @staticmethod
-    def accepts(req: Request) -> bool:
+    def accepts(self, req: Request) -> bool:
         cfg = req.cfg
         return (
-            cfg.greedy
+            # a row longer than its cache budget could never be scheduled: transformers' loop then fails the batch
+            len(req.prompt_ids) + cfg.max_new_tokens <= self.row_tokens
+            and cfg.greedy
             and cfg.repetition_penalty == 1.0
             and cfg.logprobs is None
             and cfg.seed is None
