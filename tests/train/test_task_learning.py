@@ -49,7 +49,7 @@ def test_smollm2_infonce_doubles_recall(tmp_path, capsys):
     data = write_rows(tmp_path / "train.jsonl", paraphrase_rows(TOPICS[:32], 64, 0))
     test = write_rows(tmp_path / "test.jsonl", paraphrase_rows(TOPICS[32:], 16, 1))
     flags = ["--task_type", "embedding", "--loss_type", "infonce", "--system", "Embed."]
-    ckpt = train(tmp_path, data, 10, "1e-3", 4, *flags)
+    ckpt = train(tmp_path, data, 24, "5e-4", 8, *flags)
     capsys.readouterr()
     assert cli.main(["infer", "--adapters", str(ckpt), "--val_dataset", str(test), "--metric", "recall@1"]) == 0
     trained = metric(capsys.readouterr().out, "recall@1")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
 from lmforge.train import rows
-from lmforge.train.methods import OWN_TRAINER_ONLY, register_method
+from lmforge.train.methods import METHODS, OWN_TRAINER_ONLY, register_method
 from lmforge.train.vllm_rollout import vllm_rollout
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class TrlSpec:
     default_beta: float | None = 0.1  # None: the method has no beta
     reference: bool = False  # takes ref_model (--ref_model / --ref_adapters; else the base with adapters off)
     inputs: Callable[[Job], dict[str, Any]] | None = None  # more trainer inputs: teacher, reward functions
+    images: bool = False  # trl's trainer takes a processor and rows with images (its vision collator)
 
 
 def beta(job: Job, spec: TrlSpec) -> float | None:
@@ -86,14 +87,16 @@ def build(job: Job) -> Any:
 
 def _processing_class(job: Job, spec: TrlSpec) -> Any:
     """The tokenizer; for a vision-language model the stock processor (trl's vision collator runs it on each
-    batch, images included) with the model's chat template. Only DPO's trainer takes images in trl 1.16."""
+    batch, images included) with the model's chat template. In trl 1.16 DPO, KTO and GRPO take images."""
     template = job.setup.template
     if not getattr(template, "takes_media", False):
         return job.setup.tokenizer
-    if spec.trainer != "dpo":
+    if not spec.images:
+        specs = {n: m.extras.get("trl") for n, m in METHODS.items() if m.stage == "rlhf"}
+        takes = ", ".join(n for n, s in specs.items() if s is not None and s.images)
         raise UserError(
             f"--rlhf_type {job.method.name} does not take vision-language models in this lmforge version",
-            hint="use --rlhf_type dpo",
+            hint=f"use --rlhf_type {takes}",
         )
     processor = template.processor
     processor.chat_template = processor.chat_template or template.jinja
@@ -217,6 +220,7 @@ trl_method(
             label_smoothing=j.args.rlhf.label_smoothing, max_length=_max_length(j), **_loss_types(j, "sigmoid")
         ),
         reference=True,
+        images=True,
     ),
     _PAIR | {"rpo_alpha", "ref_model", "ref_adapters"},
 )
@@ -232,6 +236,7 @@ trl_method(
             **({"loss_type": j.args.train.loss_type} if j.args.train.loss_type else {}),
         ),
         reference=True,
+        images=True,
     ),
     {"beta", "loss_type", "desirable_weight", "undesirable_weight", "ref_model", "ref_adapters"},
 )
@@ -260,7 +265,7 @@ trl_method(
 )
 trl_method(
     "grpo",
-    TrlSpec("grpo", rows.prompt, _grpo, default_beta=0.04, inputs=_grpo_inputs),
+    TrlSpec("grpo", rows.prompt, _grpo, default_beta=0.04, inputs=_grpo_inputs, images=True),
     {"beta", "loss_type", "num_generations", "max_completion_length", "temperature", "reward_funcs", "reward_weights"}
     | {"top_p", "top_k", "use_vllm", "log_completions", "soft_max_length", "soft_cache_length"},
     check=_check_grpo,

@@ -64,14 +64,14 @@ def unpaired(row: Row, template: Any, method: str) -> Row:
             f"{where(row)}: label: expected true or false, got {label!r}",
             hint="KTO rows carry a boolean label: is the answer desirable?",
         )
-    return {"prompt": msgs[:-1], "completion": [msgs[-1]], "label": label}
+    return with_images({"prompt": msgs[:-1], "completion": [msgs[-1]], "label": label}, row, template, method)
 
 
 def prompt(row: Row, template: Any, method: str) -> Row:
     """grpo, ppo: the prompt (a trailing answer is dropped) and every other column, for the reward functions."""
     msgs = template.with_system(row["messages"])
     head = msgs[:-1] if msgs[-1]["role"] == "assistant" else msgs
-    return {"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}
+    return with_images({"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}, row, template, method)
 
 
 def conversation(row: Row, template: Any, method: str) -> Row:
