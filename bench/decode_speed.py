@@ -2,6 +2,8 @@
 `generate` behind the dynamic-batching scheduler), the continuous-batching loop (infer/continuous.py), and
 llama.cpp (`--infer_backend llamacpp`, the Q4_1 GGUF itself) when llama-cpp-python is installed.
 
+Rows: today's path in --dtype (fp32 by default, the first measured baseline) and in bf16 (what the loader picks on a
+CPU with bf16 units), then bf16 with oneDNN-prepacked linears (the loader's default since s4-19) on both paths.
 Same prompts and token ids for every engine. Per engine: decode tokens/s (tokens after the first, over the time
 after the first), time to first token, the ratio to today's path, and whether the greedy tokens agree with it.
 Run: OMP_NUM_THREADS=2 .venv/bin/python bench/decode_speed.py [--prompts 3] [--max_new_tokens 64]
@@ -26,13 +28,23 @@ def _timed(engine, prompt, cfg):  # noqa: ANN001, ANN202
 
 
 def _engines(dtype: str):  # noqa: ANN202
-    """(name, engine) pairs: the continuous and the scheduler path share one loaded model."""
+    """(name, engine) pairs: today's path (HF generate, plain linears) in `dtype` and in bf16, then bf16 with the
+    oneDNN-prepacked linears (thirdparty.packed_cpu_linears, the loader's default) on the scheduler and in the
+    continuous loop (one loaded model), then llama.cpp."""
+    import os
+
     from lmforge.infer.engines import load_engine
     from lmforge.infer.pt import PtEngine
 
-    fast = load_engine(None, dtype=dtype, max_batch_size=1)
-    yield f"pt {dtype} today (scheduler)", PtEngine(fast.model, fast.frontend, max_batch_size=1)
-    yield f"pt {dtype} continuous", fast
+    os.environ["LMFORGE_PACKED_LINEAR"] = "0"
+    for d in dict.fromkeys([dtype, "bfloat16"]):
+        plain = load_engine(None, dtype=d, max_batch_size=1)
+        yield f"pt {d} today (scheduler)", PtEngine(plain.model, plain.frontend, max_batch_size=1)
+        del plain
+    os.environ["LMFORGE_PACKED_LINEAR"] = "1"
+    fast = load_engine(None, dtype="bfloat16", max_batch_size=1)
+    yield "pt bfloat16 packed (scheduler)", PtEngine(fast.model, fast.frontend, max_batch_size=1)
+    yield "pt bfloat16 packed continuous", fast
     if importlib.util.find_spec("llama_cpp"):
         yield "llamacpp Q4_1", load_engine(None, backend="llamacpp")
 
@@ -47,19 +59,26 @@ def main() -> None:
     a = p.parse_args()
     cfg = SamplingConfig(max_new_tokens=a.max_new_tokens)
     questions = [f"Write two sentences about the number {i}." for i in range(a.prompts)]
-    rows, ref = [], None
+    rows, ref, bf16_runs = [], None, None
     for name, engine in _engines(a.dtype):
         prompts = [engine.frontend.prompt_ids([{"role": "user", "content": q}]) for q in questions]
         engine.generate(prompts[:1], SamplingConfig(max_new_tokens=4))  # warm-up
         runs = [_timed(engine, prompt, cfg) for prompt in prompts]  # batch 1, one after another
         speed, ttft = statistics.mean(r[2] for r in runs), statistics.median(r[1] for r in runs)
         ref = ref or (runs, speed)
-        same = sum(r[0] == want[0] for r, want in zip(runs, ref[0]))
+        if name == "pt bfloat16 today (scheduler)":
+            bf16_runs = runs
+        want_runs = bf16_runs if "bfloat16" in name and bf16_runs else ref[0]  # greedy equality within a dtype
+        same = sum(r[0] == want[0] for r, want in zip(runs, want_runs))
         rows.append((name, speed, ttft, speed / ref[1], same))
         print(f"  {name}: {speed:.1f} tokens/s", flush=True)
-    print(f"\n{'engine':<30} {'decode tok/s':>12} {'TTFT ms':>8} {'x today':>8}  greedy tokens equal to today's")
+    bf16 = next((r[1] for r in rows if r[0] == "pt bfloat16 today (scheduler)"), rows[0][1])
+    print(
+        f"\n{'engine':<32} {'decode tok/s':>12} {'TTFT ms':>8} {'x today':>8} {'x bf16':>7}  greedy = same-dtype today"
+    )
     for name, speed, ttft, ratio, same in rows:
-        print(f"{name:<30} {speed:12.1f} {1000 * ttft:8.0f} {ratio:8.2f}  {same}/{len(questions)}")
+        line = f"{name:<32} {speed:12.1f} {1000 * ttft:8.0f} {ratio:8.2f} {speed / bf16:7.2f}"
+        print(f"{line}  {same}/{len(questions)}")
 
 
 if __name__ == "__main__":

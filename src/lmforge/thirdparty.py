@@ -64,6 +64,44 @@ def mkldnn_bf16_supported() -> bool:
         return False
 
 
+def packed_cpu_linears(model: Any) -> int:
+    """torch 2.13: every bf16 `nn.Linear` of an inference-only CPU model runs on a oneDNN weight prepacked once
+    (`torch.ops.mkldnn._reorder_linear_weight` + `_linear_pointwise`, the private ops inductor's freezing pass
+    uses): batch-1 decode is gemv-bound, and the plain bf16 `F.linear` re-reads the weight in its stored layout
+    at ~13 GB/s against ~20+ GB/s packed (embedded model: 30.7 -> 46 tokens/s, greedy tokens equal). The packed
+    copy replaces the weight (the layer has no `.weight` any more: not for training, peft or export). Returns how
+    many layers were packed (0 when the ops are missing)."""
+    import torch
+
+    ops = torch.ops.mkldnn
+    if not (hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
+        return 0
+
+    class PackedLinear(torch.nn.Module):
+        def __init__(self, lin: Any) -> None:
+            super().__init__()
+            self.in_features, self.out_features = lin.in_features, lin.out_features
+            self.register_buffer("packed", ops._reorder_linear_weight(lin.weight.detach(), 1), persistent=False)
+            self.bias = lin.bias
+
+        def forward(self, x: Any) -> Any:
+            flat = x.reshape(-1, x.shape[-1]).contiguous()
+            y = ops._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
+            return y.reshape(*x.shape[:-1], self.out_features)
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if (
+                type(child) is torch.nn.Linear
+                and child.weight.dtype == torch.bfloat16
+                and child.weight.device.type == "cpu"
+            ):
+                setattr(module, name, PackedLinear(child))
+                swapped += 1
+    return swapped
+
+
 def run_exit_handlers() -> None:
     """CPython 3.10-3.13: run atexit handlers now (the CLI then leaves with os._exit, skipping a 1.5 s teardown)."""
     import atexit

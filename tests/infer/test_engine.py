@@ -188,3 +188,37 @@ def test_unknown_and_missing_backends_are_one_line():
         load_engine(None, backend="vllm")  # a sidecar: checked in its own Python (tests/serve/test_sidecar.py)
     with pytest.raises(UserError, match="unknown"):
         load_engine(None, backend="nope")
+
+
+def test_packed_bf16_linears_keep_greedy_tokens_and_scores(tiny_llama, monkeypatch):
+    """The loader's bf16 CPU fast path (thirdparty.packed_cpu_linears, oneDNN-prepacked weights): every linear is
+    swapped, and greedy tokens equal transformers' own `generate` on the same weights unpacked; score() agrees."""
+    from lmforge.infer.engines import load_engine
+    from lmforge.thirdparty import mkldnn_bf16_supported, packed_cpu_linears
+
+    if not mkldnn_bf16_supported():
+        pytest.skip("no oneDNN bf16 on this CPU")
+    loaded = load_engine(tiny_llama, dtype="bfloat16", max_batch_size=4)
+    assert not any(type(m) is torch.nn.Linear for m in loaded.model.modules())  # the loader packed them
+    monkeypatch.setenv("LMFORGE_PACKED_LINEAR", "0")
+    engine = liven(load_engine(tiny_llama, dtype="bfloat16", max_batch_size=4))
+    prompts = [engine.frontend.prompt_ids([{"role": "user", "content": q}]) for q in ("Hello there", "Colors?")]
+    want = []
+    with torch.inference_mode():
+        for p in prompts:
+            ids = torch.tensor([p])
+            out = engine.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=10,
+                do_sample=False,
+                eos_token_id=sorted(engine.stop_ids),
+            )
+            want.append(out[0, len(p) :].tolist())
+    before = engine.score(prompts, want)
+    assert packed_cpu_linears(engine.model) == 2 * 7 + 1  # 2 layers x (q k v o gate up down) + lm_head
+    got = [engine.generate([p], SamplingConfig(max_new_tokens=10))[0].token_ids for p in prompts]
+    assert got == want and len(set(map(tuple, got))) > 1
+    after = engine.score(prompts, want)
+    for b, a in zip(before, after):
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=0.05)
