@@ -1,5 +1,5 @@
-"""`lmforge rlhf --rlhf_type dpo|kto|grpo` on rows with images: trl's vision collator runs the stock processor on each
-batch (pixels and grids through the policy and the reference; GRPO's rollouts see the image), LoRA on the language
+"""`lmforge rlhf --rlhf_type dpo|kto` on rows with images: trl's vision collator runs the stock processor on each
+batch (pixels and grids through the policy and the reference), LoRA on the language
 model only; the trl trainers without image support refuse a vision-language model in one line before any weights
 load."""
 
@@ -46,14 +46,14 @@ def test_dpo_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip() == (
         "lmforge rlhf: error: --rlhf_type orpo does not take vision-language models in this lmforge version "
-        "(hint: use --rlhf_type dpo, kto, grpo)"
+        "(hint: use --rlhf_type dpo, kto)"
     ), err
 
 
-def test_kto_and_grpo_train_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
+def test_kto_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
     from lmforge import cli
 
-    kto, grpo = [], []
+    kto = []
     for i, colour in enumerate(["red", "blue", "green", "yellow"]):
         img = draw(tmp_path / f"{i}.png", colour)
         q = {"role": "user", "content": "<image>What colour is the shape?"}
@@ -61,26 +61,18 @@ def test_kto_and_grpo_train_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsy
         answer = colour.capitalize() if good else "Purple"
         kto.append({"messages": [q, {"role": "assistant", "content": f"{answer}."}], "label": good,
                     "images": [img.name]})  # fmt: skip
-        grpo.append({"messages": [q], "solution": colour.capitalize(), "images": [img.name]})
-    kto.append({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}],
-                "label": True})  # fmt: skip  (a text row in the same run)
-    for name, rows in (("kto", kto), ("grpo", grpo)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    base = ["rlhf", "--model", str(tiny_qwen2_5_vl), "--max_pixels", "3136", "--min_pixels", "3136",
-            "--report_to", "none", "--torch_dtype", "float32", "--max_steps", "1", "--logging_steps", "1"]  # fmt: skip
-    runs = {
-        "kto": ["--per_device_train_batch_size", "4"],
-        "grpo": ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
-                 "--reward_funcs", "accuracy", "--log_completions", "true"],  # fmt: skip
-    }
-    for name, flags in runs.items():
-        out = tmp_path / f"out-{name}"
-        argv = [*base, "--rlhf_type", name, "--dataset", str(tmp_path / f"{name}.jsonl"), *flags]
-        assert cli.main([*argv, "--output_dir", str(out)]) == 0, capsys.readouterr().err[-3000:]
-        ckpt = next(out.glob("v*/checkpoint-1"))
-        targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
-        assert targets and all(t.startswith("model.language_model.") for t in targets), name
-    # GRPO's rollouts were made from prompts that carried the image (trl renders the image block)
-    logged = [json.loads(x) for x in next(tmp_path.glob("out-grpo/v*/completions.jsonl")).read_text().splitlines()]
-    assert logged and all("<|vision_start|>" in json.dumps(r["prompt"]) or "image" in json.dumps(r["prompt"])
-                          for r in logged), logged[0]  # fmt: skip
+    kto.append(
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}], "label": True}
+    )  # fmt: skip  (a text row in the same run)
+    (tmp_path / "kto.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kto))
+    out = tmp_path / "out"
+    argv = ["rlhf", "--rlhf_type", "kto", "--model", str(tiny_qwen2_5_vl), "--dataset", str(tmp_path / "kto.jsonl"),
+            "--max_pixels", "3136", "--min_pixels", "3136", "--report_to", "none", "--torch_dtype", "float32",
+            "--max_steps", "1", "--logging_steps", "1", "--gradient_accumulation_steps", "1",
+            "--per_device_train_batch_size", "4", "--output_dir", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err[-3000:]
+    ckpt = next(out.glob("v*/checkpoint-1"))
+    targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
+    assert targets and all(t.startswith("model.language_model.") for t in targets)
+    log = [json.loads(line) for line in (ckpt.parent / "logging.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in log), log

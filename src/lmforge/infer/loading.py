@@ -104,8 +104,9 @@ def load_pt_engine(
         attn_impl=margs.attn_impl,
     )
     ctx = setup.config.get("max_position_embeddings")
-    if not adapters and not base_adapters and os.environ.get("LMFORGE_PACKED_LINEAR", "1") != "0":
+    if not adapters and not base_adapters and os.environ.get("LMFORGE_PACKED_LINEAR") == "1":
         from lmforge.thirdparty import packed_cpu_linears
 
-        packed_cpu_linears(loaded)  # bf16 CPU layers only: batch-1 decode 1.5x, same greedy tokens
+        # opt-in until the whole suite has run with it: bf16 CPU layers only, batch-1 decode 1.5x, same greedy tokens
+        packed_cpu_linears(loaded)
     return PtEngine(loaded, setup.template, max_batch_size, adapters=tuple(adapters), max_length=ctx, continuous=True)
