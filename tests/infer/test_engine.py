@@ -191,7 +191,8 @@ def test_unknown_and_missing_backends_are_one_line():
 
 
 def test_packed_bf16_linears_keep_greedy_tokens_and_scores(tiny_llama, monkeypatch):
-    """The loader's opt-in bf16 CPU fast path (LMFORGE_PACKED_LINEAR=1, thirdparty.packed_cpu_linears, oneDNN-prepacked weights): every linear is
+    """The loader's opt-in bf16 CPU fast path (LMFORGE_PACKED_LINEAR=1; thirdparty.packed_cpu_linears,
+    oneDNN-prepacked weights): every linear is
     swapped, and greedy tokens equal transformers' own `generate` on the same weights unpacked; score() agrees."""
     from lmforge.infer.engines import load_engine
     from lmforge.thirdparty import mkldnn_bf16_supported, packed_cpu_linears
