@@ -35,6 +35,8 @@ class TrlSpec:
     reference: bool = False  # takes ref_model (--ref_model / --ref_adapters; else the base with adapters off)
     inputs: Callable[[Job], dict[str, Any]] | None = None  # more trainer inputs: teacher, reward functions
     images: bool = False  # trl's trainer takes a processor and rows with images (its vision collator)
+    # where trl's trainer has no image path: our own build for vision-language models, (job, beta) -> trainer
+    vision: Callable[[Job, float | None], Any] | None = None
 
 
 def beta(job: Job, spec: TrlSpec) -> float | None:
@@ -57,6 +59,10 @@ def build(job: Job) -> Any:
     warnings.filterwarnings("ignore", category=UserWarning, module="trl")
     spec: TrlSpec = job.method.extras["trl"]
     template, name = job.setup.template, job.method.name
+    if spec.vision is not None and getattr(template, "takes_media", False):
+        b = beta(job, spec)
+        record(job, {"resolved_beta": b})
+        return spec.vision(job, b)
     train_ds = rows.convert(job.data.train, spec.to_row, template, name)
     val_ds = rows.convert(job.data.val, spec.to_row, template, name)
     processing = _processing_class(job, spec)  # a vision-language model: the processor (checked before loading)
@@ -87,14 +93,14 @@ def build(job: Job) -> Any:
 
 def _processing_class(job: Job, spec: TrlSpec) -> Any:
     """The tokenizer; for a vision-language model the stock processor (trl's vision collator runs it on each
-    batch, images included) with the model's chat template. DPO and KTO take images here
-    (trl 1.16's GRPO takes them too, but its rollout ids and the image features disagreed: not enabled yet)."""
+    batch, images included) with the model's chat template. DPO and KTO take images here, ORPO through its own
+    `vision` build (trl 1.16's GRPO takes them too, but its rollout ids and the image features disagreed)."""
     template = job.setup.template
     if not getattr(template, "takes_media", False):
         return job.setup.tokenizer
     if not spec.images:
         specs = {n: m.extras.get("trl") for n, m in METHODS.items() if m.stage == "rlhf"}
-        takes = ", ".join(n for n, s in specs.items() if s is not None and s.images)
+        takes = ", ".join(n for n, s in specs.items() if s is not None and (s.images or s.vision))
         raise UserError(
             f"--rlhf_type {job.method.name} does not take vision-language models in this lmforge version",
             hint=f"use --rlhf_type {takes}",
@@ -211,6 +217,12 @@ def _check_grpo(args: Args) -> None:
         raise UserError("--use_vllm needs the vllm package and a CUDA GPU", hint="drop it: rollouts use PyTorch")
 
 
+def _orpo_vision(job: Job, b: float | None) -> Any:
+    from lmforge.train.orpo import build as orpo_build
+
+    return orpo_build(job, b if b is not None else 0.1)
+
+
 _PAIR = {"beta", "loss_type", "label_smoothing"}
 trl_method(
     "dpo",
@@ -250,6 +262,7 @@ trl_method(
         "orpo",
         rows.preference,
         lambda j: dict(max_length=_max_length(j, 1024), max_completion_length=j.args.rlhf.max_completion_length),
+        vision=_orpo_vision,
     ),
     {"beta", "max_completion_length"},
 )

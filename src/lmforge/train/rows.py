@@ -21,16 +21,22 @@ def where(row: Row) -> str:
 def preference(row: Row, template: Any, method: str) -> Row:
     """dpo, cpo, simpo, orpo, rm: prompt, chosen and rejected answers."""
     msgs = template.with_system(row["messages"])
+    rejected = rejected_answer(row, method)
+    out = {"prompt": msgs[:-1], "chosen": [msgs[-1]], "rejected": [{"role": "assistant", "content": rejected}]}
+    return with_images(out, row, template, method)
+
+
+def rejected_answer(row: Row, method: str) -> str:
+    """The rejected answer of a preference row (rejected_response, or the last turn of rejected_messages)."""
     rejected = row.get("rejected_response")
     if rejected is None and row.get("rejected_messages"):
         rejected = row["rejected_messages"][-1].get("content")
-    if rejected is None or msgs[-1]["role"] != "assistant":
+    if rejected is None or row["messages"][-1]["role"] != "assistant":
         raise DataError(
             f"{where(row)}: rejected_response: missing; {method} needs preference rows",
             hint='give rows a rejected_response, or map yours: --columns \'{"rejected": "rejected_response"}\'',
         )
-    out = {"prompt": msgs[:-1], "chosen": [msgs[-1]], "rejected": [{"role": "assistant", "content": rejected}]}
-    return with_images(out, row, template, method)
+    return rejected
 
 
 def with_images(out: Row, row: Row, template: Any, method: str) -> Row:
