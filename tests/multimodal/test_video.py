@@ -64,8 +64,9 @@ def test_video_rows_are_token_exact_with_the_processor(fixture, request, tmp_pat
             text = text.replace("<image>", "<|vision_start|><|image_pad|><|vision_end|>")
         else:
             text = proc.apply_chat_template(conv, tokenize=False)
-        frames, meta = load_video(row["videos"][0], "videos[0]", tpl.sampling)
-        assert meta.fps == 4.0 and len(frames) == max(4, meta.total_num_frames // 2 // 2 * 2)
+        frames, meta = load_video(row["videos"][0], "videos[0]", tpl.sampling, 2, tpl.family.frame_sampler())
+        n = meta.total_num_frames // 2  # 4 fps sampled at 2; Qwen2.5-VL rounds to the temporal patch
+        assert meta.fps == 4.0 and len(frames) == max(4, n // 2 * 2 if fixture == "tiny_qwen2_5_vl" else n)
         images = [Image.open(p).convert("RGB") for p in row.get("images", [])] or None
         ref = proc(text=[text], images=images, videos=[frames], video_metadata=[meta])
         assert enc.input_ids == list(ref["input_ids"][0])
@@ -78,8 +79,33 @@ def test_video_rows_are_token_exact_with_the_processor(fixture, request, tmp_pat
             assert mine["second_per_grid_ts"].tolist() == list(ref["second_per_grid_ts"]) == [2 / sampled]
         else:
             assert " seconds>" in setup.tokenizer.decode(enc.input_ids)  # Qwen3-VL: a timestamp per frame pair
-    frames, meta = load_video(str(tmp_path / "v2.gif"), "videos[0]", tpl.sampling)  # 8 frames at 4 fps, 2 fps
-    assert meta.frames_indices == [0, 2, 4, 6]
+    frames, meta = load_video(str(tmp_path / "v2.gif"), "videos[0]", tpl.sampling, 2, tpl.family.frame_sampler())
+    # 8 frames at 4 fps, sampled at 2 fps: Qwen2-VL's rule steps by total/n, Qwen3-VL's spreads by linspace
+    assert meta.frames_indices == ([0, 2, 4, 6] if fixture == "tiny_qwen2_5_vl" else [0, 2, 5, 7])
+
+
+def test_qwen3_vl_bounds_the_pixels_of_the_whole_clip(tiny_qwen3_vl, tmp_path):
+    """Qwen3-VL's video processor spends its `size` on the whole clip (transformers 5.24's qwen3_vl smart_resize):
+    with the folder's video_preprocessor_config.json budget of 16 x 128 x 128 pixels, 4 frames of 256 x 256 keep
+    their size and 16 frames shrink to 128 x 128; --max_pixels then bounds each frame."""
+    import shutil
+
+    from lmforge.args import ModelArgs, TemplateArgs
+    from lmforge.models.setup import setup_tokenizer
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_qwen3_vl, folder)
+    size = {"shortest_edge": 4096, "longest_edge": 16 * 128 * 128}
+    (folder / "video_preprocessor_config.json").write_text(json.dumps({"size": size}))
+    short = gif(tmp_path / "short.gif", ["red"] * 4, (256, 256), ms=500)  # 2 fps: every frame is sampled
+    long = gif(tmp_path / "long.gif", ["blue"] * 16, (256, 256), ms=500)
+
+    def grids(**flags: int) -> list[list[int]]:
+        tpl = setup_tokenizer(ModelArgs(model=str(folder)), TemplateArgs(fps=2.0, **flags)).template
+        return tpl.process_media([], [str(short), str(long)])["video_grid_thw"].tolist()
+
+    assert grids() == [[2, 16, 16], [8, 8, 8]]  # patch 16: 256 px = 16 patches, 128 px = 8
+    assert grids(max_pixels=96 * 96) == [[2, 6, 6], [8, 6, 6]]
 
 
 def test_a_video_batch_trains_and_bad_videos_are_one_line(tiny_qwen2_5_vl, tmp_path, monkeypatch):

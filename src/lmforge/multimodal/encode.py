@@ -89,7 +89,8 @@ class MediaTemplate(ChatTemplate):
             if not self.family.video_token:
                 raise EncodeError(f"videos: {self.family.name} models take no video (drop the videos)")
             t = self.processor.video_processor.temporal_patch_size
-            clips = [load_video(s, f"videos[{k}]", self.sampling, t) for k, s in enumerate(videos)]
+            sample = self.family.frame_sampler()
+            clips = [load_video(s, f"videos[{k}]", self.sampling, t, sample) for k, s in enumerate(videos)]
             processed, reps["video"] = processor_media(
                 self.processor, "video", [c[0] for c in clips], video_metadata=[c[1] for c in clips]
             )
@@ -194,7 +195,7 @@ def build_media_template(
     import json
 
     from lmforge.multimodal.families import vl_family_for
-    from lmforge.multimodal.video import FrameVideoProcessor, sampling_of
+    from lmforge.multimodal.video import sampling_of
     from lmforge.thirdparty import stock_vl_processor, vl_image_processor
 
     family = vl_family_for(config)
@@ -203,10 +204,8 @@ def build_media_template(
     bounds = pixel_bounds(template_args) if family.resizable else {}
     image_processor = vl_image_processor(family, model_dir, bounds)
     video = None
-    if family.video_token:  # frames: the family's video bounds unless --min_pixels/--max_pixels say otherwise
-        size = {"shortest_edge": family.video_size[0], "longest_edge": family.video_size[1], **bounds}
-        size["shortest_edge"] = min(size["shortest_edge"], size["longest_edge"])
-        video = FrameVideoProcessor(image_processor, size)
+    if family.video_token:
+        video = _video_processor(family, image_processor, model_dir, bounds)
     try:  # the folder's processor settings (LLaVA: patch_size, vision_feature_select_strategy, ...)
         saved = json.loads((Path(model_dir) / "processor_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -214,6 +213,26 @@ def build_media_template(
     extra = {k: v for k, v in saved.items() if k not in ("processor_class", "chat_template", "image_processor")}
     processor = stock_vl_processor(family, image_processor, tokenizer, None, video, **extra)
     return MediaTemplate(tokenizer, spec, family=family, processor=processor, sampling=sampling_of(template_args), **kw)
+
+
+def _video_processor(family: Any, image_processor: Any, model_dir: Path, bounds: dict[str, int]) -> Any:
+    """The frames' resize bounds: the folder's video_preprocessor_config.json size, else the family's; per frame
+    (Qwen2-VL, Qwen2.5-VL: --min_pixels/--max_pixels replace them) or per clip (Qwen3-VL: the budget is the whole
+    clip's, and --min_pixels/--max_pixels then bound each frame)."""
+    import json
+
+    from lmforge.multimodal.video import FrameVideoProcessor
+
+    try:
+        saved = json.loads((Path(model_dir) / "video_preprocessor_config.json").read_text(encoding="utf-8"))["size"]
+        default = {"shortest_edge": int(saved["shortest_edge"]), "longest_edge": int(saved["longest_edge"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        default = {"shortest_edge": family.video_size[0], "longest_edge": family.video_size[1]}
+    if family.video_budget == "clip":
+        return FrameVideoProcessor(image_processor, dict(bounds), clip_size=default)
+    size = {**default, **bounds}
+    size["shortest_edge"] = min(size["shortest_edge"], size["longest_edge"])
+    return FrameVideoProcessor(image_processor, size)
 
 
 def media_run_args(template: Any) -> dict[str, Any]:

@@ -34,6 +34,8 @@ class VLFamily:
     image_close: str = "<|vision_end|>"
     # video frames: resize bounds of the family's video processor (pixels per frame) when --max_pixels is not given
     video_size: tuple[int, int] = (128 * 28 * 28, 768 * 28 * 28)
+    video_budget: str = "frame"  # video_size bounds each frame, or "clip": the whole clip's pixels (Qwen3-VL)
+    video_sampler: str = "lmforge.multimodal.video:frame_indices"  # frames picked as the family's video processor
     resizable: bool = True  # --max_pixels/--min_pixels apply (Qwen's dynamic resolution; LLaVA crops to one size)
     token_types: bool = True  # the model takes mm_token_type_ids (1 image, 2 video)
     # grounding: "abs" pixel coordinates of the resized image (Qwen2.5-VL), or "norm1000" (Qwen2-VL, Qwen3-VL)
@@ -50,6 +52,10 @@ class VLFamily:
     def image_processor_class(self) -> type:
         module, _, cls = self.image_processor.partition(":")
         return getattr(importlib.import_module(module), cls)
+
+    def frame_sampler(self) -> Callable:
+        module, _, fn = self.video_sampler.partition(":")
+        return getattr(importlib.import_module(module), fn)
 
     def placeholder(self, replacement: str) -> str:
         """The text one image/video becomes in a prompt: the processor's expansion of the token inside the
@@ -95,6 +101,8 @@ def _qwen3_vl() -> VLFamily:
         processor_class="Qwen3VLProcessor",
         processor_defaults=(("patch_size", 16), ("image_mean", [0.5] * 3), ("image_std", [0.5] * 3)),
         video_size=(128 * 32 * 32, 768 * 32 * 32),
+        video_budget="clip",
+        video_sampler="lmforge.multimodal.video:qwen3_frame_indices",
     )
 
 

@@ -111,12 +111,45 @@ def frame_indices(total: int, src_fps: float | None, sampling: Sampling, tempora
     return [int(k * total / n) for k in range(n)]
 
 
-def load_video(src: str, field: str, sampling: Sampling, temporal: int = 2) -> tuple[list[Any], Any]:
-    """Sampled frames and their transformers VideoMetadata (frame rate, indices: Qwen3-VL's timestamps)."""
+def qwen3_frame_indices(total: int, src_fps: float | None, sampling: Sampling, temporal: int) -> list[int]:
+    """transformers' Qwen3VLVideoProcessor.sample_frames with fps (checked with 5.24): int(total/src_fps*fps)
+    frames within [MIN_FRAMES, --max_frames] and the clip, spread by linspace and rounded; not rounded to the
+    temporal patch (patchify repeats the last frame instead)."""
+    import numpy as np
+
+    wanted = int(total / (src_fps or 24.0) * sampling.fps)
+    n = min(max(wanted, MIN_FRAMES), sampling.max_frames, total)
+    return np.linspace(0, total - 1, n).round().astype(int).tolist()
+
+
+def clip_frame_size(frames: int, height: int, width: int, factor: int, temporal: int, size: dict) -> tuple[int, int]:
+    """Qwen3-VL's video resize (transformers 5.24's qwen3_vl smart_resize, uncapped): `size` bounds the pixels of
+    the whole clip (frames rounded to the temporal patch x height x width), so a longer clip gets smaller frames."""
+    if height < factor or width < factor:
+        scale = max(factor / height, factor / width)
+        height, width = int(height * scale), int(width * scale)
+    h, w = round(height / factor) * factor, round(width / factor) * factor
+    t = max(round(frames / temporal) * temporal, temporal)
+    lo, hi = size["shortest_edge"], size["longest_edge"]
+    if t * h * w > hi:
+        beta = math.sqrt(frames * height * width / hi)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif t * h * w < lo:
+        beta = math.sqrt(lo / (frames * height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def load_video(
+    src: str, field: str, sampling: Sampling, temporal: int = 2, sample: Any = frame_indices
+) -> tuple[list[Any], Any]:
+    """Sampled frames (`sample`: the family's rule) and their transformers VideoMetadata (frame rate, indices:
+    Qwen3-VL's timestamps)."""
     from transformers.video_utils import VideoMetadata
 
     frames, src_fps = _decode(src, field)
-    idx = frame_indices(len(frames), src_fps, sampling, temporal)
+    idx = sample(len(frames), src_fps, sampling, temporal)
     w, h = frames[0].size
     meta = VideoMetadata(
         total_num_frames=len(frames),
@@ -138,9 +171,10 @@ def probe_video(src: str, field: str) -> None:
 class FrameVideoProcessor:
     """The family's video processor, rebuilt on its PIL image processor (see the module docstring)."""
 
-    def __init__(self, image_processor: Any, size: dict[str, int]):
+    def __init__(self, image_processor: Any, size: dict[str, int], clip_size: dict[str, int] | None = None):
         self.image_processor = image_processor
-        self.size = size
+        self.size = size  # per-frame resize bounds
+        self.clip_size = clip_size  # Qwen3-VL: bounds on the pixels of the whole clip, applied first
         self.merge_size = image_processor.merge_size
         self.patch_size = image_processor.patch_size
         self.temporal_patch_size = image_processor.temporal_patch_size
@@ -160,7 +194,10 @@ class FrameVideoProcessor:
         }
 
     def patchify(self, frames: list[Any]) -> tuple[Any, list[int]]:
-        out = self.image_processor(images=frames, size=self.size, return_tensors="pt")
+        size = self.size
+        if self.clip_size is not None:
+            frames, size = self._clip_resized(frames)
+        out = self.image_processor(images=frames, size=size, return_tensors="pt")
         t, ps = self.temporal_patch_size, self.patch_size
         _, gh, gw = (int(x) for x in out["image_grid_thw"][0])
         n = gh * gw
@@ -170,6 +207,18 @@ class FrameVideoProcessor:
         f = x.shape[0]
         x = x.reshape(f // t, t, n, -1, ps, ps).permute(0, 2, 3, 1, 4, 5)  # (F/T, N, C, T, p, p)
         return x.reshape((f // t) * n, -1), [f // t, gh, gw]
+
+    def _clip_resized(self, frames: list[Any]) -> tuple[list[Any], dict[str, int]]:
+        """Frames resized to their share of the clip budget, and the per-frame bounds to apply after it: the
+        --min_pixels/--max_pixels given (`size`), else exactly the clip size (the image processor keeps it)."""
+        from PIL import Image
+
+        w, h = frames[0].size
+        factor = self.patch_size * self.merge_size
+        h, w = clip_frame_size(len(frames), h, w, factor, self.temporal_patch_size, self.clip_size or {})
+        frames = [f.resize((w, h), Image.Resampling.BICUBIC) for f in frames]
+        lo, hi = self.size.get("shortest_edge", h * w), self.size.get("longest_edge", h * w)
+        return frames, {"shortest_edge": min(lo, hi), "longest_edge": hi}
 
 
 def _repeat_last(x: Any, pad: int) -> Any:
