@@ -32,6 +32,7 @@ def test_boxes_are_rendered_in_the_family_convention(fixture, request, tmp_path)
     for objects in (
         {"ref": ["square"], "bbox": [[50, 25, 150, 75]]},  # bbox_type real: pixels of the original 200x100
         {"ref": ["square"], "bbox": [[0.25, 0.25, 0.75, 0.75]], "bbox_type": "norm1"},
+        [{"caption": "square", "bbox": [50, 25, 150, 75], "bbox_type": "real", "image": 0}],  # ms-swift 2.x list
     ):
         enc = tpl.encode(MSGS, media={"images": [img], "objects": objects})
         text = tok.decode(enc.input_ids)
@@ -55,6 +56,15 @@ def test_malformed_grounding_rows_are_one_line(tiny_qwen2_5_vl, tmp_path):
         (MSGS, {"ref": ["a"], "bbox": [[1, 2, 3, 4]], "image_id": [1]}, "objects.image_id[0]: 1 is not an image"),
         (MSGS, {"ref": [], "bbox": [[1, 2, 3, 4]]}, "messages: 1 <ref-object> tags but 0 refs"),
         (MSGS, "{not json", "objects: not valid JSON"),
+        (MSGS, [{"caption": "a"}], "objects[0]: expected {'caption': ..., 'bbox': [...]}"),
+        (
+            MSGS,
+            [
+                {"caption": "a", "bbox": [1, 2, 3, 4]},
+                {"caption": "b", "bbox": [0.1, 0.1, 0.2, 0.2], "bbox_type": "norm1"},
+            ],
+            "objects: mixed bbox_type ['norm1', 'real']",
+        ),  # fmt: skip
     ]
     for msgs, objects, want in cases:
         with pytest.raises(EncodeError) as exc:

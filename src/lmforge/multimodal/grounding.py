@@ -1,5 +1,6 @@
 """Grounding rows, as ms-swift writes them: `<ref-object>` and `<bbox>` tags in the messages and an `objects` column
-{"ref": [...], "bbox": [[x1, y1, x2, y2] | [x, y], ...], "bbox_type": "real" | "norm1", "image_id": [...]}.
+{"ref": [...], "bbox": [[x1, y1, x2, y2] | [x, y], ...], "bbox_type": "real" | "norm1", "image_id": [...]}, or
+ms-swift 2.x's list of {"caption", "bbox", "bbox_type", "image"} (one per object).
 
 The k-th `<ref-object>` becomes the k-th ref, the k-th `<bbox>` the k-th box, in the family's own text and
 coordinate convention (families.py: Qwen's `<|object_ref_start|>cat<|object_ref_end|>` and
@@ -25,9 +26,29 @@ def parse_objects(objects: Any) -> dict[str, Any]:
             objects = json.loads(objects)
         except ValueError:
             raise EncodeError("objects: not valid JSON")
+    if isinstance(objects, list):
+        return _from_list(objects)
     if not isinstance(objects, dict):
         raise EncodeError(f"objects: expected {{'ref': [...], 'bbox': [...]}}, got {type(objects).__name__}")
     return objects
+
+
+def _from_list(objects: list) -> dict[str, Any]:
+    """ms-swift 2.x's list form, one dict per object: {"caption" (or "ref"), "bbox", "bbox_type", "image"}."""
+    out: dict[str, Any] = {"ref": [], "bbox": [], "image_id": []}
+    kinds = set()
+    for k, o in enumerate(objects):
+        if not isinstance(o, dict) or "bbox" not in o:
+            raise EncodeError(f"objects[{k}]: expected {{'caption': ..., 'bbox': [...]}}, got {o!r}"[:160])
+        ref = o.get("caption", o.get("ref"))
+        if ref is not None:
+            out["ref"].append(ref)
+        out["bbox"].append(o["bbox"])
+        out["image_id"].append(o.get("image", o.get("image_id", 0)))
+        kinds.add(o.get("bbox_type", "real"))
+    if len(kinds) > 1:
+        raise EncodeError(f"objects: mixed bbox_type {sorted(kinds)}; give every box in one convention")
+    return {**out, "bbox_type": kinds.pop() if kinds else "real"}
 
 
 def _check_count(messages: list[dict], tag: str, items: list, what: str, strict: bool) -> None:
