@@ -58,8 +58,10 @@ def test_llava_is_token_exact_trains_and_answers_as_transformers(tiny_llava, tmp
     argv = ["sft", "--model", str(tiny_llava), "--dataset", str(train), "--max_steps", "1", "--report_to", "none",
             "--per_device_train_batch_size", "4", "--output_dir", str(out), "--torch_dtype", "float32",
             "--freeze_vit", "false", "--vit_lr", "1e-5"]  # fmt: skip
-    assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
-    assert "[lmforge] learning rates: 0.0001 (vit 1e-05, aligner 0.0001)" in capsys.readouterr().out
+    assert cli.main([*argv, "--padding_free", "true"]) == 0, capsys.readouterr().err[-2000:]
+    printed = capsys.readouterr().out
+    assert "[lmforge] learning rates: 0.0001 (vit 1e-05, aligner 0.0001)" in printed
+    assert "[lmforge] --padding_free: vision-language rows are trained in padded batches" in printed
     ckpt = next(out.glob("v*/checkpoint-1"))
     targets = json.loads((ckpt / "adapter_config.json").read_text())["target_modules"]
     # --freeze_vit false: LoRA on the CLIP tower too (peft saves the names as suffixes when they say the same)

@@ -36,15 +36,16 @@ class MediaCollator:
         return batch
 
 
-def check_flat(template: Any, flat: bool) -> None:
-    """Padding-free and packed batches drop the per-row pixels: refuse them for a vision-language model."""
-    if flat and getattr(template, "takes_media", False):
-        from lmforge.errors import UserError
-
-        raise UserError(
-            "--packing / --padding_free are not supported for vision-language models in this lmforge version",
-            hint="drop them (padded batches are used)",
-        )
+def flat_allowed(template: Any, packing: bool, padding_free: bool) -> bool:
+    """Padding-free and packed batches would drop the per-row pixels and the mrope position ids (built per row
+    from the grids): a vision-language model falls back to padded batches, said in one line."""
+    if not getattr(template, "takes_media", False):
+        return True
+    if packing or padding_free:
+        flags = " / ".join(f for f, on in (("--packing", packing), ("--padding_free", padding_free)) if on)
+        print(f"[lmforge] {flags}: vision-language rows are trained in padded batches (their mrope position ids "
+              "and pixels are per row)")  # fmt: skip
+    return False
 
 
 def collator_for(template: Any, pad_token_id: int) -> Any:

@@ -45,7 +45,7 @@ def build(job: Job) -> Any:
     from lmforge.train.collate import FlatCollator, PaddedCollator, pack_rows
     from lmforge.train.job import record
     from lmforge.train.loading import load_policy
-    from lmforge.train.media import check_flat, collator_for
+    from lmforge.train.media import collator_for, flat_allowed
     from lmforge.train.output import write_rows
     from lmforge.train.trainer import LmforgeTrainer
     from lmforge.train.trainer_args import callbacks, finish, optimizer, training_kwargs
@@ -54,10 +54,11 @@ def build(job: Job) -> Any:
     from lmforge.train.evaluating import eval_plan
 
     evaluating = eval_plan(a)  # sets, options and rows checked before the model loads
-    check_flat(job.setup.template, a.train.packing or bool(a.train.padding_free))
+    flat_ok = flat_allowed(job.setup.template, a.train.packing, bool(a.train.padding_free))
+    packing = a.train.packing and flat_ok
     train_ds, val_ds = encode(job)
     max_length = a.template.max_length or 2048
-    if a.train.packing:
+    if packing:
         train_ds = pack_rows(train_ds, max_length)
         print(f"[lmforge] packed into {len(train_ds)} rows of <= {max_length} tokens")
     if not a.data.streaming:
@@ -68,10 +69,11 @@ def build(job: Job) -> Any:
         print_estimate(a, job.setup.model_dir, lengths, trained, strict=False)
     model = load_policy(job, fast_paths=True)
     padding_free = a.train.padding_free if a.train.padding_free is not None else flat_by_default(job.setup.config)
+    padding_free = padding_free and flat_ok
     record(job, {"padding_free": padding_free})
     if job.data.val is not None and not a.data.val_dataset:  # the carved split, for infer --load_data_args
         write_rows(job.run_dir / "val_dataset.jsonl", job.data.val)
-    flat = a.train.packing or padding_free
+    flat = packing or padding_free
     media = collator_for(job.setup.template, job.setup.tokenizer.pad_token_id)
     targs = transformers.TrainingArguments(
         **training_kwargs(job, val_ds is not None), prediction_loss_only=True, disable_tqdm=False
