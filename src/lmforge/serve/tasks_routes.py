@@ -161,43 +161,63 @@ def _encode(vec: Any, fmt: str) -> Any:
 
 def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) -> None:
     """The task routes, and for a task checkpoint the 400 on the chat routes."""
-    from lmforge.tasks import TASKS, get_task
+    from lmforge.tasks import get_task
 
     task = runner.task if runner is not None else "causal_lm"
     routes = get_task(task).routes
     if runner is not None:
         app.add_middleware(_NotChat, task=task, route=routes[0] if routes else "")
+    h = _TaskHandlers(state, runner, task, routes)
+    app.post("/v1/embeddings")(h.embeddings)
+    app.post("/v1/classify")(h.classify)
+    for path in ("/v1/rerank", "/v2/rerank", "/rerank"):  # vLLM's aliases (Cohere's v2 path and the bare one)
+        app.post(path)(h.rerank)
+    for path in ("/v1/score", "/score"):
+        app.post(path)(h.score)
 
-    def refused(route: str, model: str | None) -> Any:
+
+@dataclass
+class _TaskHandlers:
+    """The task routes' handlers and their shared checks (a wrong model name, a model of another task, too long
+    an input), each error an OpenAI-style 400."""
+
+    state: ServeState
+    runner: Any  # TaskRunner, or None on a chat model (every task route then answers 400)
+    task: str
+    routes: tuple[str, ...]
+
+    def refused(self, route: str, model: str | None) -> Any:
         """The error response for a wrong model name or a model of another task; None when the route serves."""
-        picked = pick_adapter(state, model)
+        from lmforge.tasks import TASKS
+
+        picked = pick_adapter(self.state, model)
         if not isinstance(picked, tuple):
             return picked
-        if route not in routes:
+        if route not in self.routes:
             needs = "/".join(n for n, t in TASKS.items() if route in t.routes)
-            return err(400, f"{route} needs a --task_type {needs} model; '{state.base_name}' has task {task}")
+            return err(400, f"{route} needs a --task_type {needs} model; '{self.state.base_name}' has task {self.task}")
         return None
 
-    def too_long(texts: list[str], param: str) -> Any:
-        limit = getattr(runner.model.config, "max_position_embeddings", None)
+    def too_long(self, texts: list[str], param: str) -> Any:
+        limit = getattr(self.runner.model.config, "max_position_embeddings", None)
         for i, t in enumerate(texts):
-            n = runner.count_tokens([t])
+            n = self.runner.count_tokens([t])
             if limit and n > limit:
                 return err(400, f"{param}[{i}]: {n} tokens exceed the model's context of {limit}", param=param)
         return None
 
-    def prepared(route: str, body: _Inputs) -> Any:
+    def prepared(self, route: str, body: _Inputs) -> Any:
         """The request's texts rendered as in training (token id arrays as they are), or the error response."""
-        if (bad := refused(route, body.model)) is not None:
+        if (bad := self.refused(route, body.model)) is not None:
             return bad
         if not isinstance(body.input[0], str):
-            return token_problem(body.input) or body.input
-        texts = runner.texts([[{"role": "user", "content": x}] for x in body.input])
-        return too_long(texts, "input") or texts
+            return self.token_problem(body.input) or body.input
+        texts = self.runner.texts([[{"role": "user", "content": x}] for x in body.input])
+        return self.too_long(texts, "input") or texts
 
-    def token_problem(arrays: list[list[int]]) -> Any:
-        vocab = len(runner.tokenizer)
-        limit = getattr(runner.model.config, "max_position_embeddings", None)
+    def token_problem(self, arrays: list[list[int]]) -> Any:
+        vocab = len(self.runner.tokenizer)
+        limit = getattr(self.runner.model.config, "max_position_embeddings", None)
         for i, ids in enumerate(arrays):
             if bad := [t for t in ids if not 0 <= t < vocab]:
                 message = f"input[{i}]: token id {bad[0]} is outside the vocabulary (0..{vocab - 1})"
@@ -206,58 +226,54 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
                 return err(400, f"input[{i}]: {len(ids)} tokens exceed the model's context of {limit}", param="input")
         return None
 
-    def pair_scores(route: str, model: str | None, pairs: list[tuple[str, str]], param: str) -> Any:
+    def pair_scores(self, route: str, model: str | None, pairs: list[tuple[str, str]], param: str) -> Any:
         """sigmoid(score) of each (query, document) pair, as vLLM's cross-encoder answers; or the error."""
         import math
 
-        if (bad := refused(route, model)) is not None:
+        if (bad := self.refused(route, model)) is not None:
             return bad
+        runner = self.runner
         texts = [
             runner.pair_texts([{"role": "user", "content": q}], [[{"role": "user", "content": d}]])[0] for q, d in pairs
         ]
-        if (bad := too_long(texts, param)) is not None:
+        if (bad := self.too_long(texts, param)) is not None:
             return bad
         return [1.0 / (1.0 + math.exp(-s)) for s in runner.score(texts)], runner.count_tokens(texts)
 
-    @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> Any:
-        texts = prepared("/v1/embeddings", body)
+    async def embeddings(self, body: EmbeddingRequest) -> Any:
+        texts = self.prepared("/v1/embeddings", body)
         if not isinstance(texts, list):
             return texts
         ids = texts if not isinstance(texts[0], str) else None
-        vectors = runner.embed(texts) if ids is None else runner.embed_ids(ids)
+        vectors = self.runner.embed(texts) if ids is None else self.runner.embed_ids(ids)
         if body.dimensions is not None and body.dimensions != vectors.shape[1]:
             return err(400, f"dimensions: this model gives {vectors.shape[1]}-d embeddings", param="dimensions")
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
             for i, v in enumerate(vectors)
         ]
-        n = runner.count_tokens(texts) if ids is None else sum(len(x) for x in ids)
-        return {"object": "list", "data": data, "model": state.base_name, "usage": _usage(n)}
+        n = self.runner.count_tokens(texts) if ids is None else sum(len(x) for x in ids)
+        return {"object": "list", "data": data, "model": self.state.base_name, "usage": _usage(n)}
 
-    @app.post("/v1/classify")
-    async def classify(body: ClassifyRequest) -> Any:
-        texts = prepared("/v1/classify", body)
+    async def classify(self, body: ClassifyRequest) -> Any:
+        texts = self.prepared("/v1/classify", body)
         if not isinstance(texts, list):
             return texts
-        preds = runner.predict(texts)
-        n = runner.spec.num_labels
+        preds = self.runner.predict(texts)
+        n = self.runner.spec.num_labels
         data = [{"index": i, "label": p["label"], "probs": p["probs"], "num_classes": n} for i, p in enumerate(preds)]
-        usage = {**_usage(runner.count_tokens(texts)), "completion_tokens": 0}
+        usage = {**_usage(self.runner.count_tokens(texts)), "completion_tokens": 0}
         return {
             "id": f"classify-{uuid.uuid4().hex}",
             "object": "list",
             "created": int(time.time()),
-            "model": state.base_name,
+            "model": self.state.base_name,
             "data": data,
             "usage": usage,
         }
 
-    @app.post("/v1/rerank")
-    @app.post("/v2/rerank")  # vLLM's aliases (Cohere's v2 path and the bare one), same request and answer
-    @app.post("/rerank")
-    async def rerank(body: RerankRequest) -> Any:
-        got = pair_scores("/v1/rerank", body.model, [(body.query, d) for d in body.documents], "documents")
+    async def rerank(self, body: RerankRequest) -> Any:
+        got = self.pair_scores("/v1/rerank", body.model, [(body.query, d) for d in body.documents], "documents")
         if not isinstance(got, tuple):
             return got
         scores, n = got
@@ -265,14 +281,12 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
         results = [{"index": i, "document": {"text": body.documents[i]}, "relevance_score": scores[i]} for i in order]
         return {
             "id": f"rerank-{uuid.uuid4().hex}",
-            "model": state.base_name,
+            "model": self.state.base_name,
             "usage": {"total_tokens": n},
             "results": results,
         }
 
-    @app.post("/v1/score")
-    @app.post("/score")
-    async def score(body: ScoreRequest) -> Any:
+    async def score(self, body: ScoreRequest) -> Any:
         t1 = [body.text_1] if isinstance(body.text_1, str) else body.text_1
         t2 = [body.text_2] if isinstance(body.text_2, str) else body.text_2
         if len(t1) == 1:
@@ -281,7 +295,7 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
             return err(
                 400, f"text_1 has {len(t1)} texts and text_2 {len(t2)}: give one text_1 or as many", param="text_1"
             )
-        got = pair_scores("/v1/score", body.model, list(zip(t1, t2)), "text_2")
+        got = self.pair_scores("/v1/score", body.model, list(zip(t1, t2)), "text_2")
         if not isinstance(got, tuple):
             return got
         scores, n = got
@@ -289,7 +303,7 @@ def add_task_routes(app: FastAPI, state: ServeState, runner: TaskRunner | None) 
             "id": f"score-{uuid.uuid4().hex}",
             "object": "list",
             "created": int(time.time()),
-            "model": state.base_name,
+            "model": self.state.base_name,
             "data": [{"index": i, "object": "score", "score": s} for i, s in enumerate(scores)],
             "usage": {**_usage(n), "completion_tokens": 0},
         }
