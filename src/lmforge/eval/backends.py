@@ -169,8 +169,12 @@ class RemoteBackend:
         )
 
     def generate(self, convs: list[list[dict]], cfg: SamplingConfig) -> list[Answer]:
-        with ThreadPoolExecutor(self.concurrency) as pool:
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
             return list(pool.map(lambda c: self._one(c, cfg), convs))
+        finally:
+            # ctrl-C or an error: the queued rows are dropped, not sent (a `with` block would wait for all of them)
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def score(self, convs: list[list[dict]], continuations: list[list[str]]) -> list[list[float]]:
         raise UserError("multiple choice by log-likelihood needs a local model", hint='use {"mode": "generate"}')

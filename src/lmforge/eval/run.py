@@ -85,6 +85,8 @@ def served_backends(args: Args, resolved: ResolvedModel, stack: contextlib.ExitS
     argv = deploy_argv(args, port, None if e.compare_base else label)
     url = stack.enter_context(owned_server(argv, port, args.backend.infer_backend_timeout))
     base = RemoteBackend(url, None, None, e.eval_num_proc, None)
+    if base.served != label:
+        base.name = _plain_name(base.served)  # the name an in-process run reports (the model's folder)
     if not e.compare_base:
         return [base]
     adapter = RemoteBackend(url, None, ADAPTER, e.eval_num_proc, None)
