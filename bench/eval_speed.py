@@ -8,7 +8,9 @@ general_qa has no few-shot form, so it runs at 0-shot only). Model: the embedded
 --model), float32, greedy, one load (not timed), `--batch` rows per engine call on both sides.
 
 Routes, each a full pass over the rows (prompting, answering, grading):
-- lmforge mcq: letter log-likelihood (the default), choice-text log-likelihood, generate + answer extraction
+- lmforge mcq: letter log-likelihood (the default: one forward per question, logits only where read), the same as
+  PtEngine.score ran it before (a forward per choice, logits at every position), choice-text log-likelihood,
+  generate + answer extraction
 - lmforge qa: generate, BLEU/ROUGE
 - EvalScope general_mcq / general_qa: EvalScope's prompt, generation and parsing, with answers from the same lmforge
   engine (eval/delegate.py's ModelAPI, batched) -- EvalScope's generate route
@@ -43,6 +45,7 @@ OURS_VS_THEIRS = (  # (lmforge route, EvalScope route)
     ("lmforge mcq (choice_text)", "EvalScope general_mcq"),
     ("lmforge mcq (generate)", "EvalScope general_mcq"),
     ("lmforge qa (generate)", "EvalScope general_qa"),
+    ("lmforge mcq (loglikelihood)", "lmforge mcq (loglikelihood, as before)"),  # the grouping's gain
 )
 
 
@@ -102,6 +105,18 @@ def _routes(a: argparse.Namespace, work: Path, cfg: Any, backend: Counting) -> d
 
         return run
 
+    def per_choice(shots: int) -> tuple:
+        """The letter route as PtEngine.score ran it before: a forward per choice, logits at every position."""
+        from lmforge.infer import pt
+
+        grouped, engine = pt.score_units, backend.inner.engine
+        pt.score_units = lambda ps, cs: [(list(p) + list(c), len(p) - 1, [i]) for i, (p, c) in enumerate(zip(ps, cs))]
+        engine._accepts_keep = False
+        try:
+            return ours_mcq("loglikelihood")(shots)
+        finally:
+            pt.score_units, engine._accepts_keep = grouped, None
+
     def ours_qa(shots: int) -> tuple:
         rows = load_general_qa({"local_path": str(qa_dir)})
         rows = rows[: a.limit] if a.limit else rows
@@ -120,6 +135,7 @@ def _routes(a: argparse.Namespace, work: Path, cfg: Any, backend: Counting) -> d
 
     return {
         "lmforge mcq (loglikelihood)": ours_mcq("loglikelihood"),
+        "lmforge mcq (loglikelihood, as before)": per_choice,
         "lmforge mcq (choice_text)": ours_mcq("choice_text"),
         "lmforge mcq (generate)": ours_mcq("generate"),
         "EvalScope general_mcq": theirs("general_mcq", mcq_dir),
@@ -177,7 +193,7 @@ def _markdown(meta: dict, medians: dict, ratios: dict) -> str:
             f"| {setting} | {route} | {m['rows_per_s']:.3f} | {reps} | {m['score']:.3f} | "
             f"{m['prompt_tokens_per_row']} | {m['generated_tokens_per_row']} |"
         )
-    lines += ["", "| setting | lmforge / EvalScope (rows/s) | ratio |", "|---|---|---|"]
+    lines += ["", "| setting | lmforge / EvalScope (rows/s; last: grouped / per-choice) | ratio |", "|---|---|---|"]
     lines += [f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {v:.2f}x |" for k, v in ratios.items()]
     return "\n".join(lines) + "\n"
 
@@ -210,7 +226,13 @@ def main() -> None:
     backend = Counting(LocalBackend(engine, "lmforge"))
     cfg = SamplingConfig(max_new_tokens=a.max_new_tokens, temperature=0.0)
     routes = _routes(a, work, cfg, backend)
-    backend.generate([[{"role": "user", "content": "Hi"}]], SamplingConfig(max_new_tokens=2))  # warm-up
+    # warm-up, not timed: EvalScope's imports (the delegate imports it on first use), a generate and a score
+    import evalscope.config  # noqa: F401
+    import evalscope.run  # noqa: F401
+
+    hi = [[{"role": "user", "content": "Hi"}]]
+    backend.generate(hi, SamplingConfig(max_new_tokens=2))
+    backend.score(hi * 2, [["A", "B"], ["Yes", "No"]])
 
     print(f"model {model_dir.name}, float32, batch {a.batch}, max_new_tokens {a.max_new_tokens}", flush=True)
     load = [f"start {_load()}"]

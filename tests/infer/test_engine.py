@@ -51,7 +51,7 @@ def test_score_equals_a_direct_forward(engine):
 def test_single_token_choices_share_one_forward_per_prompt(engine):
     """Multiple choice by letter: the rows of a prompt whose continuation is one token are read from one forward over
     the prompt; their numbers equal the per-choice path's (prompt + letter + one more token, read at the letter)."""
-    from lmforge.infer.pt import score_units
+    from lmforge.infer.scoring import score_units
 
     prompts, letters = _prompts(engine)[:2], [[330], [333], [345]]
     rows = [(p, c) for p in prompts for c in letters] + [(prompts[0], [253, 3502]), (prompts[1], [])]

@@ -23,6 +23,7 @@ from lmforge.infer.engine import (
 )
 from lmforge.infer.frontend import Frontend
 from lmforge.infer.scheduler import Request, Scheduler
+from lmforge.infer.scoring import read_positions, score_units
 
 
 class PtEngine(Engine):
@@ -192,12 +193,17 @@ class PtEngine(Engine):
         # right padding: causal attention never lets a real token see the padding after it
         ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq, _, _ in units], device=self.device)
         mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq, _, _ in units], device=self.device)
+        # the output layer only where a continuation token is predicted (a 49k vocabulary over every prompt position
+        # is most of the memory traffic of a multiple-choice forward); models whose forward lacks it: all positions
+        where = read_positions(units, continuations)
+        keep = {"logits_to_keep": torch.tensor(sorted(where), device=self.device)} if self._keeps_logits() else {}
         with self._use(adapter):
-            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            logits = self.model(input_ids=ids, attention_mask=mask, **keep).logits
         for u, (_, at, rows) in enumerate(units):
             for row in rows:
                 c = continuations[row]
-                lp = logits[u, at : at + len(c)].float().log_softmax(-1)
+                span = [where[at + j] for j in range(len(c))] if keep else list(range(at, at + len(c)))
+                lp = logits[u, span].float().log_softmax(-1)
                 target = torch.tensor(c, device=lp.device)
                 picked = lp.gather(-1, target[:, None])[:, 0]
                 best: tuple = ()
@@ -205,6 +211,15 @@ class PtEngine(Engine):
                     k = lp.topk(min(top, lp.shape[-1]), dim=-1)
                     best = tuple(tuple(zip(i, v)) for i, v in zip(k.indices.tolist(), k.values.tolist()))
                 out[row] = Score(picked.tolist(), bool((lp.argmax(-1) == target).all()), best)
+
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; remote code may not)."""
+        if getattr(self, "_accepts_keep", None) is None:
+            import inspect
+
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            self._accepts_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._accepts_keep
 
     # -- routing: the continuous loop where it fits, else the scheduler ------------------------------------
     def _submit(self, req: Request) -> None:
@@ -376,21 +391,3 @@ class _Streamer:
 
     def end(self) -> None:
         pass  # the scheduler closes rows still open
-
-
-def score_units(prompts: list[list[int]], continuations: list[list[int]]) -> list[tuple[list[int], int, list[int]]]:
-    """The forwards `score` runs: (sequence, position of the logits that predict the continuation's first token,
-    the rows read there). Rows whose continuation is one token share one forward over their prompt alone (multiple
-    choice by answer letter: one forward per question, not one per choice); the others run prompt + continuation."""
-    units: list[tuple[list[int], int, list[int]]] = []
-    shared: dict[tuple[int, ...], list[int]] = {}
-    for row, (p, c) in enumerate(zip(prompts, continuations)):
-        if len(c) == 1:
-            key = tuple(p)
-            if key not in shared:
-                shared[key] = []
-                units.append((list(p), len(p) - 1, shared[key]))
-            shared[key].append(row)
-        elif c:
-            units.append((list(p) + list(c), len(p) - 1, [row]))
-    return units
