@@ -193,7 +193,8 @@ def _markdown(meta: dict, medians: dict, ratios: dict) -> str:
             f"| {setting} | {route} | {m['rows_per_s']:.3f} | {reps} | {m['score']:.3f} | "
             f"{m['prompt_tokens_per_row']} | {m['generated_tokens_per_row']} |"
         )
-    lines += ["", "| setting | lmforge / EvalScope (rows/s; last: grouped / per-choice) | ratio |", "|---|---|---|"]
+    head = "| setting | lmforge / EvalScope (rows/s; last row of each setting: now / as before) | ratio |"
+    lines += ["", head, "|---|---|---|"]
     lines += [f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {v:.2f}x |" for k, v in ratios.items()]
     return "\n".join(lines) + "\n"
 
