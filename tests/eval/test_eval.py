@@ -153,22 +153,46 @@ def test_adapter_vs_base_behaviour_and_fail_on(lora_ckpt, evaldata, tmp_path, ca
     assert "lmforge_identity" in r.out and "stop 0%" in r.out
 
 
-def test_eval_url_against_lmforge_deploy(tiny_llama, tiny_llama_port, evaldata, tmp_path, capsys):
-    """Answers over HTTP equal the local engine's (greedy, same template), and --system reaches the server."""
-    flags = [*_args(evaldata, "general_qa"), "--max_new_tokens", "6", "--system", "Be brief."]
+def _rows(run: Path, model: str, kind: str, ds: str) -> list[dict]:
+    return [json.loads(x) for x in (run / kind / model / f"{ds}_example.jsonl").read_text().splitlines()]
+
+
+def test_eval_url_and_eval_deploy_against_lmforge_deploy(tiny_llama, tiny_llama_port, evaldata, tmp_path, capsys):
+    """Answers over HTTP equal the local engine's (greedy, same template), and --system reaches the server: from a
+    running server (--eval_url) and from the deploy eval starts and stops itself (--eval_deploy true)."""
+    flags = _args(evaldata, "general_qa", "general_mcq", general_mcq={"mode": "generate"})
+    flags += ["--max_new_tokens", "6", "--system", "Be brief."]
     out = tmp_path / "remote"
     url = f"http://127.0.0.1:{tiny_llama_port}/v1/chat/completions"
     assert main(["eval", "--eval_url", url, *flags, "--eval_output_dir", str(out), "--eval_num_proc", "2"]) == 0
-    local = tmp_path / "local"
-    assert (
-        main(["eval", "--model", str(tiny_llama), "--torch_dtype", "float32", *flags, "--eval_output_dir", str(local)])
-        == 0
-    )
-    remote_rows = (_one_run(out) / "predictions" / "tiny" / "general_qa_example.jsonl").read_text().splitlines()
-    local_rows = (_one_run(local) / "predictions" / tiny_llama.name / "general_qa_example.jsonl").read_text()
-    got = [json.loads(x)["prediction"] for x in remote_rows]
-    assert got == [json.loads(x)["prediction"] for x in local_rows.splitlines()] and any(got)
     assert "tiny" in capsys.readouterr().out
+    model = ["--model", str(tiny_llama), "--torch_dtype", "float32"]
+    local, deploy = tmp_path / "local", tmp_path / "deploy"
+    assert main(["eval", *model, *flags, "--eval_output_dir", str(local)]) == 0
+    assert main(["eval", *model, *flags, "--eval_deploy", "true", "--eval_output_dir", str(deploy)]) == 0
+    err = capsys.readouterr().err
+    port = int(err.split("--eval_deploy: starting lmforge deploy on port ")[1].split()[0])
+    assert not _listening(port), "the deploy eval started outlived the eval"
+    remote, local, deploy = _one_run(out), _one_run(local), _one_run(deploy)
+    name = tiny_llama.name  # --eval_deploy reports under the in-process run's name
+    for ds in ("general_qa", "general_mcq"):
+        want = [p["prediction"] for p in _rows(local, name, "predictions", ds)]
+        assert [p["prediction"] for p in _rows(remote, "tiny", "predictions", ds)] == want and any(want)
+        assert [p["prediction"] for p in _rows(deploy, name, "predictions", ds)] == want
+        assert [r["score"] for r in _rows(deploy, name, "reviews", ds)] == [
+            r["score"] for r in _rows(local, name, "reviews", ds)
+        ]
+        got, want = (json.loads((r / "reports" / name / f"{ds}.json").read_text()) for r in (deploy, local))
+        for report in (got, want):
+            report["behaviour"].pop("seconds_per_row")
+        assert got == want
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.mark.parametrize(
@@ -183,6 +207,11 @@ def test_eval_url_against_lmforge_deploy(tiny_llama, tiny_llama_port, evaldata, 
         ({"q/x.jsonl": '{"query": "hi"}\n'}, ["general_qa", "q"], "x.jsonl:1: response: missing"),
         ({}, ["general_mqc", None], "did you mean general_mcq"),
         ({}, ["lmforge_mcq", None, "--eval_url", "http://127.0.0.1:9/v1"], "cannot reach it"),
+        (
+            {},
+            ["lmforge_mcq", None, "--eval_url", "http://127.0.0.1:9/v1", "--eval_deploy", "true"],
+            "--eval_deploy starts a server of --model; --eval_url names a running one",
+        ),
         ({}, ["lmforge_mcq", None, "--eval_generation_config", '{"max_len": 3}'], "unknown key 'max_len'"),
         ({}, ["lmforge_mcq", None, "--compare_base", "true"], "--compare_base needs --adapters"),
         ({}, ["lmforge_mcq", None, "--fail_on", "stop_rate<<1"], "--fail_on"),

@@ -48,6 +48,25 @@ def test_score_equals_a_direct_forward(engine):
         engine.score([[]], [[1]])
 
 
+def test_single_token_choices_share_one_forward_per_prompt(engine):
+    """Multiple choice by letter: the rows of a prompt whose continuation is one token are read from one forward over
+    the prompt; their numbers equal the per-choice path's (prompt + letter + one more token, read at the letter)."""
+    from lmforge.infer.scoring import score_units
+
+    prompts, letters = _prompts(engine)[:2], [[330], [333], [345]]
+    rows = [(p, c) for p in prompts for c in letters] + [(prompts[0], [253, 3502]), (prompts[1], [])]
+    ps, cs = [p for p, _ in rows], [c for _, c in rows]
+    assert [len(u[2]) for u in score_units(ps, cs)] == [3, 3, 1]  # two prompt forwards, one prompt + continuation
+    grouped = engine.score(ps, cs, top=2)
+    per_choice = engine.score(ps[:6], [c + [42] for c in cs[:6]], top=2)
+    for g, one, c in zip(grouped, per_choice, cs):
+        assert g.token_logprobs == pytest.approx(one.token_logprobs[:1], abs=1e-5)
+        assert [t for t, _ in g.top[0]] == [t for t, _ in one.top[0]]
+        assert g.greedy == (one.top[0][0][0] == c[0])
+    assert grouped[6].token_logprobs == pytest.approx(engine.score([ps[6]], [cs[6]])[0].token_logprobs, abs=1e-5)
+    assert grouped[7].token_logprobs == [] and grouped[7].greedy
+
+
 def test_batched_greedy_equals_one_at_a_time(lively):
     prompts = _prompts(lively)
     cfg = SamplingConfig(max_new_tokens=12)

@@ -42,6 +42,11 @@ class EvalArgs:
     eval_url: str | None = flag(
         None, "an OpenAI-compatible server (…/v1) instead of a local model", pattern=(r"https?://\S+", "an http(s) URL")
     )
+    eval_deploy: bool = flag(
+        False,
+        "serve the model with a lmforge deploy that eval starts and stops, and evaluate through its API (ms-swift's "
+        "way without --eval_url); default: the engine in-process",
+    )
     api_key: str | None = flag(None, "API key sent to --eval_url")
     extra_eval_args: str | None = flag(
         None, "JSON passed to EvalScope's TaskConfig (its delegate only)", kind="json", json_type=dict

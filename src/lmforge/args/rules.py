@@ -199,6 +199,8 @@ def _eval_job(a: Args) -> None:
         )
     if e.eval_url and a.tuner.adapters:
         raise UserError("--eval_url evaluates the server's model; --adapters need a local model", hint="pick one")
+    if e.eval_url and e.eval_deploy:
+        raise UserError("--eval_deploy starts a server of --model; --eval_url names a running one", hint="pick one")
     if e.compare_base and not a.tuner.adapters:
         raise UserError("--compare_base needs --adapters CKPT (the base is the model without them)")
     if e.compare_base and e.eval_url:

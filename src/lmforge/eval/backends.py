@@ -108,7 +108,8 @@ class RemoteBackend:
             raise UserError(f"--eval_url {url}: serves no model '{model}'; it serves {', '.join(map(str, served))}")
         if not (model or served):
             raise UserError(f"--eval_url {url}: /models lists no model", hint="pass --model NAME")
-        self.name = model or str(served[0])
+        self.served = model or str(served[0])  # the request's model
+        self.name = self.served  # the reports' name (--eval_deploy names an adapter after its checkpoint)
         self.markers = MARKERS
 
     def _call(self, method: str, path: str, body: dict | None, timeout: float = 600) -> dict:
@@ -134,12 +135,16 @@ class RemoteBackend:
         if self.system is not None and not (messages and messages[0]["role"] == "system"):
             messages = [{"role": "system", "content": self.system}, *messages]
         body: dict[str, Any] = {
-            "model": self.name,
+            "model": self.served,
             "messages": messages,
             "max_tokens": cfg.max_new_tokens,
             "temperature": cfg.temperature,
             "top_p": cfg.top_p,
         }
+        if cfg.top_k:
+            body["top_k"] = cfg.top_k  # vLLM's, SGLang's and lmforge's extra fields
+        if cfg.repetition_penalty != 1.0:
+            body["repetition_penalty"] = cfg.repetition_penalty
         if cfg.stop:
             body["stop"] = list(cfg.stop)
         if cfg.seed is not None:
@@ -164,8 +169,12 @@ class RemoteBackend:
         )
 
     def generate(self, convs: list[list[dict]], cfg: SamplingConfig) -> list[Answer]:
-        with ThreadPoolExecutor(self.concurrency) as pool:
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
             return list(pool.map(lambda c: self._one(c, cfg), convs))
+        finally:
+            # ctrl-C or an error: the queued rows are dropped, not sent (a `with` block would wait for all of them)
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def score(self, convs: list[list[dict]], continuations: list[list[str]]) -> list[list[float]]:
         raise UserError("multiple choice by log-likelihood needs a local model", hint='use {"mode": "generate"}')

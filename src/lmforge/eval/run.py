@@ -7,6 +7,7 @@ EvalScope's layout; finally the table, eval_result.jsonl, the comparison and --f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import sys
@@ -59,6 +60,40 @@ def _adapter_name(ckpt: str) -> str:
     return f"{p.parent.name}-{p.name}" if p.name.startswith("checkpoint") else p.name
 
 
+def _check_compare_base(resolved: ResolvedModel) -> None:
+    plain = resolved.adapters.plain
+    if len(plain) != 1 or plain[0] in resolved.adapters.hooked:
+        raise UserError(
+            "--compare_base needs exactly one LoRA-family checkpoint in --adapters",
+            hint="adapter/reft tuners cannot be switched off; evaluate the base in a separate run",
+        )
+
+
+def served_backends(args: Args, resolved: ResolvedModel, stack: contextlib.ExitStack) -> list[Any]:
+    """--eval_deploy: a `lmforge deploy` of the model (eval/service.py) for as long as `stack` is open, and a
+    client per model (with --compare_base: the base and the adapter, served by name). The system prompt and
+    thinking switch are the server's (its template, from the same flags or args.json)."""
+    from lmforge.eval.backends import RemoteBackend
+    from lmforge.eval.service import ADAPTER, deploy_argv, owned_server
+    from lmforge.infer.sidecar import free_port
+
+    e, plain = args.eval, resolved.adapters.plain
+    if e.compare_base:
+        _check_compare_base(resolved)
+    label = _adapter_name(plain[-1]) if plain else None
+    port = free_port()
+    argv = deploy_argv(args, port, None if e.compare_base else label)
+    url = stack.enter_context(owned_server(argv, port, args.backend.infer_backend_timeout))
+    base = RemoteBackend(url, None, None, e.eval_num_proc, None)
+    if base.served != label:
+        base.name = _plain_name(base.served)  # the name an in-process run reports (the model's folder)
+    if not e.compare_base:
+        return [base]
+    adapter = RemoteBackend(url, None, ADAPTER, e.eval_num_proc, None)
+    adapter.name = label
+    return [base, adapter]
+
+
 def local_backends(args: Args, resolved: ResolvedModel) -> list[Any]:
     """One backend, or with --compare_base the base and the adapter on one engine (the adapter switched per call)."""
     from lmforge.eval.backends import LocalBackend
@@ -69,11 +104,7 @@ def local_backends(args: Args, resolved: ResolvedModel) -> list[Any]:
     if not args.eval.compare_base:
         engine = engine_from(resolved, args.eval.infer_backend, size, args.backend)
         return [LocalBackend(engine, _adapter_name(plain[-1]) if plain else _plain_name(engine.model_path))]
-    if len(plain) != 1 or plain[0] in resolved.adapters.hooked:
-        raise UserError(
-            "--compare_base needs exactly one LoRA-family checkpoint in --adapters",
-            hint="adapter/reft tuners cannot be switched off; evaluate the base in a separate run",
-        )
+    _check_compare_base(resolved)
     engine = load_engine(
         resolved.model,
         {ADAPTER: plain[0]},
@@ -113,16 +144,28 @@ def _result_file(args: Args, resolved: ResolvedModel | None) -> Path:
 def run_eval(args: Args) -> int:
     e = args.eval
     resolved = None if e.eval_url else resolve_model(args, e.load_args)
-    plan = make_plan(args, resolved.saved if resolved else None, can_score=resolved is not None)
+    # log-likelihoods need the engine in-process; a server answers multiple choice by generation
+    in_process = resolved is not None and not e.eval_deploy
+    plan = make_plan(args, resolved.saved if resolved else None, can_score=in_process)
     samples = load_samples(plan)
-    if e.eval_url:
-        from lmforge.eval.backends import RemoteBackend
+    with contextlib.ExitStack() as stack:  # --eval_deploy's server lives as long as this block
+        if e.eval_url:
+            from lmforge.eval.backends import RemoteBackend
 
-        t = args.template
-        remote = RemoteBackend(e.eval_url, e.api_key, args.model.model, e.eval_num_proc, t.system, t.enable_thinking)
-        backends = [remote]
-    else:
-        backends = local_backends(args, resolved)
+            t = args.template
+            url, key, n = e.eval_url, e.api_key, e.eval_num_proc
+            backends = [RemoteBackend(url, key, args.model.model, n, t.system, t.enable_thinking)]
+        elif e.eval_deploy:
+            backends = served_backends(args, resolved, stack)
+        else:
+            backends = local_backends(args, resolved)
+        sides, numbers, run_dir = _run_all(args, plan, samples, backends)
+    return _finish(args, resolved, plan, sides, numbers, run_dir)
+
+
+def _run_all(args: Args, plan: EvalPlan, samples: list[list[Sample]], backends: list[Any]) -> tuple:
+    """Every dataset on every backend: the sides of the comparison, the last one's numbers, the run folder."""
+    e = args.eval
     run_dir = Path(e.eval_output_dir) / "native" / dt.datetime.now().strftime("%Y%m%d_%H%M%S")
     sides: list[Side] = []
     # what an EvalScope benchmark runs with (eval/delegate.py)
@@ -147,6 +190,13 @@ def run_eval(args: Args) -> int:
             )
         )
         numbers = summary(reports, reviews)
+    return sides, numbers, run_dir
+
+
+def _finish(
+    args: Args, resolved: ResolvedModel | None, plan: EvalPlan, sides: list[Side], numbers: dict, run_dir: Path
+) -> int:
+    """eval_result.jsonl, the side-by-side report and --fail_on's exit code."""
     line = {
         "time": dt.datetime.now().isoformat(timespec="seconds"),
         "model": sides[-1].name,

@@ -23,6 +23,7 @@ from lmforge.infer.engine import (
 )
 from lmforge.infer.frontend import Frontend
 from lmforge.infer.scheduler import Request, Scheduler
+from lmforge.infer.scoring import read_positions, score_units
 
 
 class PtEngine(Engine):
@@ -170,36 +171,55 @@ class PtEngine(Engine):
     def score(
         self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
-        import torch
-
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         if any(not p for p in prompts):
             raise ValueError("score needs a non-empty prompt for every continuation")
-        out: list[Score] = []
+        out: list[Score | None] = [Score([], True) if not c else None for c in continuations]
+        units = score_units(prompts, continuations)
         size = self.max_batch_size
-        for start in range(0, len(prompts), size):
-            rows = list(zip(prompts[start : start + size], continuations[start : start + size]))
-            seqs = [list(p) + list(c) for p, c in rows]
-            width = max(len(s) for s in seqs)
-            # right padding: causal attention never lets a real token see the padding after it
-            ids = torch.tensor([s + [self.frontend.pad_id] * (width - len(s)) for s in seqs], device=self.device)
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-            with self._use(adapter):
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-            for i, (p, c) in enumerate(rows):
-                if not c:
-                    out.append(Score([], True))
-                    continue
-                lp = logits[i, len(p) - 1 : len(p) - 1 + len(c)].float().log_softmax(-1)
+        for start in range(0, len(units), size):
+            self._score_batch(units[start : start + size], continuations, out, adapter, top)
+        return out  # type: ignore[return-value]
+
+    def _score_batch(
+        self, units: list[tuple], continuations: list[list[int]], out: list, adapter: str | None, top: int
+    ) -> None:
+        """One forward over `units` (sequence, the position before its first continuation token, rows read there)."""
+        import torch
+
+        width = max(len(seq) for seq, _, _ in units)
+        pad = self.frontend.pad_id
+        # right padding: causal attention never lets a real token see the padding after it
+        ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq, _, _ in units], device=self.device)
+        mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq, _, _ in units], device=self.device)
+        # the output layer only where a continuation token is predicted (a 49k vocabulary over every prompt position
+        # is most of the memory traffic of a multiple-choice forward); models whose forward lacks it: all positions
+        where = read_positions(units, continuations)
+        keep = {"logits_to_keep": torch.tensor(sorted(where), device=self.device)} if self._keeps_logits() else {}
+        with self._use(adapter):
+            logits = self.model(input_ids=ids, attention_mask=mask, **keep).logits
+        for u, (_, at, rows) in enumerate(units):
+            for row in rows:
+                c = continuations[row]
+                span = [where[at + j] for j in range(len(c))] if keep else list(range(at, at + len(c)))
+                lp = logits[u, span].float().log_softmax(-1)
                 target = torch.tensor(c, device=lp.device)
                 picked = lp.gather(-1, target[:, None])[:, 0]
                 best: tuple = ()
                 if top > 0:
                     k = lp.topk(min(top, lp.shape[-1]), dim=-1)
                     best = tuple(tuple(zip(i, v)) for i, v in zip(k.indices.tolist(), k.values.tolist()))
-                out.append(Score(picked.tolist(), bool((lp.argmax(-1) == target).all()), best))
-        return out
+                out[row] = Score(picked.tolist(), bool((lp.argmax(-1) == target).all()), best)
+
+    def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; remote code may not)."""
+        if getattr(self, "_accepts_keep", None) is None:
+            import inspect
+
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            self._accepts_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return self._accepts_keep
 
     # -- routing: the continuous loop where it fits, else the scheduler ------------------------------------
     def _submit(self, req: Request) -> None:

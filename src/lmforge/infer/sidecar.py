@@ -176,8 +176,11 @@ def last_line(log: Path) -> str:
 class Sidecar:
     """One backend server process (under its guard) and its log."""
 
-    def __init__(self, backend: str, argv: list[str], port: int, ready_path: str = "/v1/models"):
+    def __init__(
+        self, backend: str, argv: list[str], port: int, ready_path: str = "/v1/models", label: str | None = None
+    ):
         self.backend, self.port, self.ready_path = backend, port, ready_path
+        self.label = label or f"--infer_backend {backend}"  # the flag that asked for the server, in its errors
         self.url = f"http://{HOST}:{port}"
         fd, name = tempfile.mkstemp(prefix=f"lmforge-{backend}-", suffix=".log")
         self.log = Path(name)
@@ -199,7 +202,7 @@ class Sidecar:
             rc = self.proc.poll()
             if rc is not None:
                 raise UserError(
-                    f"--infer_backend {self.backend}: the server exited at start: {last_line(self.log)}",
+                    f"{self.label}: the server exited at start: {last_line(self.log)}",
                     hint=f"its full log: {self.log}",
                 )
             try:
@@ -211,7 +214,7 @@ class Sidecar:
             time.sleep(0.5)
         self.close()
         raise UserError(
-            f"--infer_backend {self.backend}: the server did not answer within {timeout:.0f} s: {last_line(self.log)}",
+            f"{self.label}: the server did not answer within {timeout:.0f} s: {last_line(self.log)}",
             hint=f"raise --infer_backend_timeout; its full log: {self.log}",
         )
 
