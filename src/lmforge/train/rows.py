@@ -77,7 +77,7 @@ def prompt(row: Row, template: Any, method: str) -> Row:
     """grpo, ppo: the prompt (a trailing answer is dropped) and every other column, for the reward functions."""
     msgs = template.with_system(row["messages"])
     head = msgs[:-1] if msgs[-1]["role"] == "assistant" else msgs
-    return {"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}
+    return with_images({"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}, row, template, method)
 
 
 def conversation(row: Row, template: Any, method: str) -> Row:
