@@ -98,8 +98,8 @@ def build(job: Job) -> Any:
 
 def _processing_class(job: Job, spec: TrlSpec) -> Any:
     """The tokenizer; for a vision-language model the stock processor (trl's vision collator runs it on each
-    batch, images included) with the model's chat template. DPO and KTO take images here, ORPO through its own
-    `vision` build (trl 1.16's GRPO takes them too, but its rollout ids and the image features disagreed)."""
+    batch, images included) with the model's chat template. DPO, KTO and GRPO take images here (GRPO's rollouts
+    through `EngineRollout`), ORPO through its own `vision` build."""
     template = job.setup.template
     if not getattr(template, "takes_media", False):
         return job.setup.tokenizer
@@ -328,7 +328,7 @@ trl_method(
     "grpo",
     TrlSpec(
         "grpo",
-        rows.prompt,
+        rows.prompt_with_images,
         _grpo,
         default_beta=0.04,
         inputs=_grpo_inputs,

@@ -77,7 +77,12 @@ def prompt(row: Row, template: Any, method: str) -> Row:
     """grpo, ppo: the prompt (a trailing answer is dropped) and every other column, for the reward functions."""
     msgs = template.with_system(row["messages"])
     head = msgs[:-1] if msgs[-1]["role"] == "assistant" else msgs
-    return with_images({"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}, row, template, method)
+    return {"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}
+
+
+def prompt_with_images(row: Row, template: Any, method: str) -> Row:
+    """grpo: `prompt`, its `<image>` tags as trl's image blocks on a vision-language model."""
+    return with_images(prompt(row, template, method), row, template, method)
 
 
 def conversation(row: Row, template: Any, method: str) -> Row:
