@@ -99,3 +99,22 @@ def test_gradio_launch_still_has_its_self_check_switch():
     for name, value in thirdparty.GRADIO_NO_SELF_CHECK.items():
         assert inspect.signature(gr.Blocks.launch).parameters[name].default is not value
     assert "url_ok(self.local_url)" in inspect.getsource(gr.Blocks.launch)
+
+
+def test_trl_grpo_still_pairs_left_padded_ids_with_the_processors_own_padding():
+    """thirdparty.grpo_vl_processor: trl's GRPO training forward takes mm_token_type_ids from
+    `processing_class(images=..., text=..., padding=True)` (the processor's padding side) beside prompt ids it pads on
+    the left; once trl passes a padding side there itself, the processor hook can go."""
+    from trl import GRPOTrainer
+    from trl.data_utils import prepare_multimodal_messages
+
+    from lmforge.multimodal.parts import parts_to_text
+
+    src = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert 'self.processing_class(images=images, text=prompts_text, padding=True, return_tensors="pt")' in src
+    assert 'padding_side="left"' in src
+    # the rollout (train/rlhf.EngineRollout) gets each prompt's image blocks filled with the row's sources
+    assert "prepare_multimodal_messages(prompt, images=image_list)" in src
+    blocks = [{"type": "image"}, {"type": "text", "text": "and"}, {"type": "image"}]
+    (msg,) = prepare_multimodal_messages([{"role": "user", "content": blocks}], images=["/a.png", "/b.png"])
+    assert parts_to_text(msg["content"]) == ("<image>and<image>", [("image", "/a.png"), ("image", "/b.png")])

@@ -324,6 +324,17 @@ def processor_media(processor: Any, kind: str, items: list, **kwargs: Any) -> tu
     return dict(processed), list(replacements)
 
 
+def grpo_vl_processor(processor: Any) -> Any:
+    """trl 1.16's GRPO on a vision-language model: the training forward re-renders each prompt, runs
+    `processing_class(images=..., text=..., padding=True)` for pixel_values, image_grid_thw and (Qwen)
+    mm_token_type_ids, and pairs those with the rollout's prompt ids, which it pads on the left. trl loads its own
+    processor with padding_side="left"; ours pads on the tokenizer's side (right for Qwen), which put
+    mm_token_type_ids out of step with the ids in a batch of unequal prompts (wrong mrope positions, no error).
+    So the processor given to GRPO pads on the left."""
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
 def nltk_without_punkt() -> bool:
     """nltk 3.9 (EvalScope 1.14.1's BLEU): `word_tokenize` first splits sentences with the `punkt_tab` model, a
     separate download that no package carries; offline, EvalScope logs an error per row and reports BLEU as 0.

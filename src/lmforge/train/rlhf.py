@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmforge.errors import UserError
+from lmforge.thirdparty import grpo_vl_processor
 from lmforge.train import rows
 from lmforge.train.methods import METHODS, OWN_TRAINER_ONLY, register_method
 from lmforge.train.vllm_rollout import vllm_rollout
@@ -35,6 +36,8 @@ class TrlSpec:
     reference: bool = False  # takes ref_model (--ref_model / --ref_adapters; else the base with adapters off)
     inputs: Callable[[Job], dict[str, Any]] | None = None  # more trainer inputs: teacher, reward functions
     images: bool = False  # trl's trainer takes a processor and rows with images (its vision collator)
+    processor: Callable[[Any], Any] | None = None  # fits the stock processor to the trainer (thirdparty.py)
+    check_rows: Callable[[Job, int], None] | None = None  # the training row count, checked before the model loads
     # where trl's trainer has no image path: our own build for vision-language models, (job, beta) -> trainer
     vision: Callable[[Job, float | None], Any] | None = None
 
@@ -65,6 +68,8 @@ def build(job: Job) -> Any:
         return spec.vision(job, b)
     train_ds = rows.convert(job.data.train, spec.to_row, template, name)
     val_ds = rows.convert(job.data.val, spec.to_row, template, name)
+    if spec.check_rows is not None:
+        spec.check_rows(job, len(train_ds))
     processing = _processing_class(job, spec)  # a vision-language model: the processor (checked before loading)
     model = load_policy(job)
     b = beta(job, spec)
@@ -93,8 +98,8 @@ def build(job: Job) -> Any:
 
 def _processing_class(job: Job, spec: TrlSpec) -> Any:
     """The tokenizer; for a vision-language model the stock processor (trl's vision collator runs it on each
-    batch, images included) with the model's chat template. DPO and KTO take images here, ORPO through its own
-    `vision` build (trl 1.16's GRPO takes them too, but its rollout ids and the image features disagreed)."""
+    batch, images included) with the model's chat template. DPO, KTO and GRPO take images here (GRPO's rollouts
+    through `EngineRollout`), ORPO through its own `vision` build."""
     template = job.setup.template
     if not getattr(template, "takes_media", False):
         return job.setup.tokenizer
@@ -107,7 +112,7 @@ def _processing_class(job: Job, spec: TrlSpec) -> Any:
         )
     processor = template.processor
     processor.chat_template = processor.chat_template or template.jinja
-    return processor
+    return spec.processor(processor) if spec.processor is not None else processor
 
 
 def trl_method(
@@ -164,9 +169,28 @@ def _grpo(job: Job) -> dict[str, Any]:
         **(vllm_rollout(job) if r.use_vllm else {}),
         **({"loss_type": t.loss_type} if t.loss_type else {}),
         log_completions=False,  # --log_completions writes completions.jsonl itself (_logged)
-        generation_batch_size=math.lcm(t.per_device_train_batch_size * job.grad_accum, r.num_generations),
+        generation_batch_size=_generation_batch(job),
         reward_weights=r.reward_weights or None,
     )
+
+
+def _generation_batch(job: Job) -> int:
+    """Completions per generation: trl samples this many / --num_generations distinct prompts for each."""
+    return math.lcm(job.args.train.per_device_train_batch_size * job.grad_accum, job.args.rlhf.num_generations)
+
+
+def _check_grpo_rows(job: Job, n_rows: int) -> None:
+    """trl 1.16's RepeatSampler drops a generation batch it cannot fill with distinct prompts: with fewer rows
+    than one batch needs, training would stop at step 0 without a word."""
+    prompts = _generation_batch(job) // job.args.rlhf.num_generations
+    if n_rows < prompts:
+        t = job.args.train
+        raise UserError(
+            f"--per_device_train_batch_size {t.per_device_train_batch_size} x --gradient_accumulation_steps "
+            f"{job.grad_accum} / --num_generations {job.args.rlhf.num_generations} needs {prompts} distinct prompts "
+            f"a step, the training set has {n_rows}: GRPO would train no step",
+            hint="lower --per_device_train_batch_size or --gradient_accumulation_steps, or add rows",
+        )
 
 
 def _grpo_inputs(job: Job) -> dict[str, Any]:
@@ -196,11 +220,34 @@ class EngineRollout:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if self.engine is None or self.engine.model is not model:
             self.engine = PtEngine(model, self.template, max_batch_size=max(16, len(prompts)))
-        ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
+        if getattr(self.template, "takes_media", False):
+            ids = [_media_prompt(self.engine.frontend, p) for p in prompts]
+        else:
+            ids = [self.engine.frontend.prompt_ids(p) for p in prompts]
         r = self.r
         cfg = SamplingConfig(r.max_completion_length, r.temperature, top_p=r.top_p, top_k=r.top_k)
         done = self.engine.generate(ids, cfg)
+        ids = [getattr(p, "token_ids", p) for p in ids]
         return {"prompt_ids": ids, "completion_ids": [c.token_ids for c in done], "logprobs": None}
+
+
+def _media_prompt(frontend: Any, prompt: list[dict]) -> Any:
+    """A prompt of a vision-language run, as trl passes it (content blocks, `{"type": "image", "image": src}`
+    filled from the row's images) -> lmforge's `<image>` tags and sources -> the engine's MediaPrompt: the ids
+    carry each image's placeholder expanded to the processor's token count (trl's training forward takes them
+    with the processor's pixels), and the rollout sees the pixels."""
+    from lmforge.infer.media import media_prompt
+    from lmforge.multimodal.parts import parts_to_text
+
+    msgs, images = [], []
+    for m in prompt:
+        content = m.get("content")
+        if isinstance(content, list):
+            text, media = parts_to_text(content)
+            images += [src for kind, src in media if kind == "image"]
+            m = {**m, "content": text}
+        msgs.append(m)
+    return media_prompt(frontend, msgs, images)
 
 
 def _gkd_inputs(job: Job) -> dict[str, Any]:
@@ -279,7 +326,16 @@ trl_method(
 )
 trl_method(
     "grpo",
-    TrlSpec("grpo", rows.prompt, _grpo, default_beta=0.04, inputs=_grpo_inputs),
+    TrlSpec(
+        "grpo",
+        rows.prompt_with_images,
+        _grpo,
+        default_beta=0.04,
+        inputs=_grpo_inputs,
+        images=True,
+        processor=grpo_vl_processor,
+        check_rows=_check_grpo_rows,
+    ),
     {"beta", "loss_type", "num_generations", "max_completion_length", "temperature", "reward_funcs", "reward_weights"}
     | {"top_p", "top_k", "use_vllm", "log_completions", "soft_max_length", "soft_cache_length"},
     check=_check_grpo,

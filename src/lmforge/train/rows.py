@@ -80,6 +80,11 @@ def prompt(row: Row, template: Any, method: str) -> Row:
     return {"prompt": head, **{k: v for k, v in row.items() if k not in _SKIP}}
 
 
+def prompt_with_images(row: Row, template: Any, method: str) -> Row:
+    """grpo: `prompt`, its `<image>` tags as trl's image blocks on a vision-language model."""
+    return with_images(prompt(row, template, method), row, template, method)
+
+
 def conversation(row: Row, template: Any, method: str) -> Row:
     """gkd: whole conversations ending in an answer (the student also samples its own, --lmbda of the time)."""
     msgs = template.with_system(row["messages"])
