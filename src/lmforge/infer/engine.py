@@ -123,6 +123,15 @@ class Score:
         return sum(self.token_logprobs)
 
 
+def check_score_inputs(prompts: list[list[int]], continuations: list[list[int]]) -> None:
+    """What every engine's score() needs: one continuation per prompt, and no empty prompt (nothing to condition
+    the first continuation token on)."""
+    if len(prompts) != len(continuations):
+        raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
+    if any(not p for p in prompts):
+        raise ValueError("score needs a non-empty prompt for every continuation")
+
+
 @dataclass(frozen=True)
 class MediaPrompt:
     """Prompt token ids together with the processed media they refer to, for an engine with

@@ -20,6 +20,7 @@ from lmforge.infer.engine import (
     Score,
     StreamEvent,
     TokenLogprob,
+    check_score_inputs,
 )
 from lmforge.infer.frontend import Frontend
 from lmforge.infer.scheduler import Request, Scheduler
@@ -171,10 +172,7 @@ class PtEngine(Engine):
     def score(
         self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        if any(not p for p in prompts):
-            raise ValueError("score needs a non-empty prompt for every continuation")
+        check_score_inputs(prompts, continuations)
         out: list[Score | None] = [Score([], True) if not c else None for c in continuations]
         units = score_units(prompts, continuations)
         size = self.max_batch_size

@@ -226,12 +226,9 @@ class RemoteEngine(Engine):
         self, prompts: list[list[int]], continuations: list[list[int]], *, adapter: str | None = None, top: int = 0
     ) -> list[Score]:
         """Prompt logprobs by echo: each continuation scored in one pass over prompt + continuation."""
-        from lmforge.infer.engine import SamplingConfig
+        from lmforge.infer.engine import SamplingConfig, check_score_inputs
 
-        if len(prompts) != len(continuations):
-            raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
-        if any(not p for p in prompts):
-            raise ValueError("score needs a non-empty prompt for every continuation")
+        check_score_inputs(prompts, continuations)
         out = []
         for p, c in zip(prompts, continuations):
             body = self._body([*p, *c], SamplingConfig(max_new_tokens=1), adapter, False)
