@@ -3,7 +3,8 @@
 llama.cpp (`--infer_backend llamacpp`, the Q4_1 GGUF itself) when llama-cpp-python is installed.
 
 Rows: today's path in --dtype (fp32 by default, the first measured baseline) and in bf16 (what the loader picks on a
-CPU with bf16 units), then bf16 with oneDNN-prepacked linears (the loader's default since s4-19) on both paths.
+CPU with bf16 units), then `--cpu_linear bf16_packed` (oneDNN-prepacked bf16 linears) and `--cpu_linear int8`
+(weight-only int8) on both paths.
 Same prompts and token ids for every engine. Per engine: decode tokens/s (tokens after the first, over the time
 after the first), time to first token, the ratio to today's path, and whether the greedy tokens agree with it.
 Run: OMP_NUM_THREADS=2 .venv/bin/python bench/decode_speed.py [--prompts 3] [--max_new_tokens 64]
@@ -28,23 +29,22 @@ def _timed(engine, prompt, cfg):  # noqa: ANN001, ANN202
 
 
 def _engines(dtype: str):  # noqa: ANN202
-    """(name, engine) pairs: today's path (HF generate, plain linears) in `dtype` and in bf16, then bf16 with the
-    oneDNN-prepacked linears (thirdparty.packed_cpu_linears, the loader's default) on the scheduler and in the
-    continuous loop (one loaded model), then llama.cpp."""
-    import os
-
+    """(name, engine) pairs: today's path (HF generate, plain linears) in `dtype` and in bf16, then each
+    `--cpu_linear` fast path (thirdparty.CPU_LINEARS) on the scheduler and in the continuous loop (one loaded model
+    each), then llama.cpp."""
+    from lmforge.args.backend_args import BackendArgs
     from lmforge.infer.engines import load_engine
     from lmforge.infer.pt import PtEngine
 
-    os.environ["LMFORGE_PACKED_LINEAR"] = "0"
     for d in dict.fromkeys([dtype, "bfloat16"]):
         plain = load_engine(None, dtype=d, max_batch_size=1)
         yield f"pt {d} today (scheduler)", PtEngine(plain.model, plain.frontend, max_batch_size=1)
         del plain
-    os.environ["LMFORGE_PACKED_LINEAR"] = "1"
-    fast = load_engine(None, dtype="bfloat16", max_batch_size=1)
-    yield "pt bfloat16 packed (scheduler)", PtEngine(fast.model, fast.frontend, max_batch_size=1)
-    yield "pt bfloat16 packed continuous", fast
+    for choice in ("bf16_packed", "int8"):  # --cpu_linear
+        fast = load_engine(None, dtype="bfloat16", max_batch_size=1, backend_args=BackendArgs(cpu_linear=choice))
+        yield f"pt {choice} (scheduler)", PtEngine(fast.model, fast.frontend, max_batch_size=1)
+        yield f"pt {choice} continuous", fast
+        del fast
     if importlib.util.find_spec("llama_cpp"):
         yield "llamacpp Q4_1", load_engine(None, backend="llamacpp")
 
@@ -68,7 +68,7 @@ def main() -> None:
         ref = ref or (runs, speed)
         if name == "pt bfloat16 today (scheduler)":
             bf16_runs = runs
-        want_runs = bf16_runs if "bfloat16" in name and bf16_runs else ref[0]  # greedy equality within a dtype
+        want_runs = bf16_runs if "float32" not in name and bf16_runs else ref[0]  # greedy equality within a dtype
         same = sum(r[0] == want[0] for r, want in zip(runs, want_runs))
         rows.append((name, speed, ttft, speed / ref[1], same))
         print(f"  {name}: {speed:.1f} tokens/s", flush=True)

@@ -3,7 +3,7 @@ with the official openai client, greedy (the continuous-batching loop's rows).
 
 Reports aggregate generated tokens/s against one client, p50/p95 time to first token under load, and errors. The
 server is a real subprocess on a free loopback port; every request loop is bounded.
-Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--infer_backend pt]
+Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--infer_backend pt] [--cpu_linear int8]
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--infer_backend", default="pt")
     p.add_argument("--max_tokens", type=int, default=32)
+    p.add_argument("--cpu_linear", default="default", choices=("default", "bf16_packed", "int8"))
     a = p.parse_args()
     port = free_port()
     proc = subprocess.Popen(
@@ -80,6 +81,7 @@ def main() -> None:
             str(a.clients),
             "--infer_backend",
             a.infer_backend,
+            *(["--cpu_linear", a.cpu_linear] if a.cpu_linear != "default" else []),
             "--served_model_name",
             "SmolLM2-135M-Instruct",
         ],

@@ -54,6 +54,26 @@ def test_private_torch_and_stdlib_calls_exist():
     assert callable(atexit._run_exitfuncs)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_int8_weight_only_kernel_keeps_its_contract(dtype):
+    """thirdparty.int8_cpu_linears relies on aten._weight_int8pack_mm(x [M, K], int8 w [N, K], scales [N]) = x @
+    (w * scales).T: checked against the dequantised matmul, and the swapped layer against the float one."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48).to(dtype)
+    x = torch.randn(2, 3, 64, dtype=dtype)
+    wide = torch.randn(thirdparty.INT8_GEMV_ROWS, 64, dtype=dtype)  # the cast-and-gemm branch
+    q = torch.randint(-127, 128, (48, 64), dtype=torch.int8)
+    scales = torch.rand(48, dtype=dtype) / 50
+    got = torch.ops.aten._weight_int8pack_mm(x.reshape(6, 64), q, scales)
+    dequantised = x.reshape(6, 64).float() @ (q.float() * scales.float()[:, None]).T
+    assert torch.allclose(got.float(), dequantised, rtol=0.02, atol=0.1)
+    want, want_wide = lin(x), lin(wide)
+    box = torch.nn.Sequential(lin)
+    assert thirdparty.int8_cpu_linears(box) == 1 and type(box[0]) is not torch.nn.Linear
+    assert torch.allclose(box(x).float(), want.float(), rtol=0.05, atol=0.05)
+    assert torch.allclose(box(wide).float(), want_wide.float(), rtol=0.05, atol=0.05)
+
+
 def test_a_gguf_load_still_needs_the_quantizer_reset_to_save(tmp_path):
     """The embedded GGUF, loaded as the converter does: marked quantized, and saveable once the marker is gone."""
     from transformers import AutoModelForCausalLM

@@ -102,6 +102,64 @@ def packed_cpu_linears(model: Any) -> int:
     return swapped
 
 
+# _weight_int8pack_mm is a gemv kernel, linear in the rows (1 thread-pair, 576x1536: 0.03 ms at 1 row, 0.6 ms at
+# 64, 7.4 ms at 768, where casting the int8 weight and a bf16 gemm takes 0.3 / 3.7 ms): from this many rows on the
+# layer casts instead
+INT8_GEMV_ROWS = 24
+
+
+def int8_cpu_linears(model: Any) -> int:
+    """torch 2.13: every bf16/fp32 CPU `nn.Linear` of an inference-only model keeps its weight as int8 with one
+    scale per output channel (symmetric, max-abs / 127) and runs on `torch.ops.aten._weight_int8pack_mm` (the
+    private weight-only int8 kernel torchao's CPU path uses): batch-1 decode is gemv-bound and reads a quarter of
+    the fp32 bytes (matvec set of the embedded model, 1 thread: bf16 20 ms, bf16 packed 12 ms, int8 10 ms). Greedy
+    tokens are close to, not always equal to, the unquantised model's: opt-in (`--cpu_linear int8`). The layer has
+    no `.weight` any more (not for training, peft or export). Returns how many layers were swapped (0 when the op
+    is missing)."""
+    import torch
+
+    if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        return 0
+
+    class Int8Linear(torch.nn.Module):
+        def __init__(self, lin: Any) -> None:
+            super().__init__()
+            w = lin.weight.detach().float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
+            self.in_features, self.out_features = lin.in_features, lin.out_features
+            q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.register_buffer("qweight", q, persistent=False)
+            self.register_buffer("scales", scale.to(lin.weight.dtype), persistent=False)
+            self.bias = lin.bias
+
+        def forward(self, x: Any) -> Any:
+            flat = x.reshape(-1, x.shape[-1]).contiguous()
+            scales = self.scales.to(flat.dtype)
+            if flat.shape[0] < INT8_GEMV_ROWS:
+                y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, scales)
+            else:  # the kernel's cost grows with the rows: prefill and wide batches cast the weight and use a gemm
+                y = torch.nn.functional.linear(flat, self.qweight.to(flat.dtype)) * scales
+            if self.bias is not None:
+                y = y + self.bias
+            return y.reshape(*x.shape[:-1], self.out_features)
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if (
+                type(child) is torch.nn.Linear
+                and child.weight.dtype in (torch.bfloat16, torch.float32)
+                and child.weight.device.type == "cpu"
+            ):
+                setattr(module, name, Int8Linear(child))
+                swapped += 1
+    return swapped
+
+
+# `--cpu_linear` (infer/deploy/app): how a CPU inference model's nn.Linear layers run; None keeps them as loaded
+CPU_LINEARS: dict[str, Any] = {"default": None, "bf16_packed": packed_cpu_linears, "int8": int8_cpu_linears}
+
+
 def run_exit_handlers() -> None:
     """CPython 3.10-3.13: run atexit handlers now (the CLI then leaves with os._exit, skipping a 1.5 s teardown)."""
     import atexit

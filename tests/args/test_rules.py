@@ -41,6 +41,7 @@ CASES = {
     "task_flags_match": (["sft", *SC, "--num_labels", "2"], "--num_labels is a --task_type seq_cls flag"),
     "export_job": (["export", "--adapters", ".", "--merge_lora", "--push_to_hub"], "needs --hub_model_id"),
     "eval_job": (["eval"], "no --eval_dataset given"),
+    "cpu_linear_fits": (["infer", "--cpu_linear", "int8", "--adapters", "."], "--cpu_linear int8 with --adapters"),
 }
 MORE = [
     (["sft", *SC, "--quant_method", "bnb", "--quant_bits", "2"], "--quant_method bnb needs --quant_bits 4 or 8"),
@@ -54,6 +55,8 @@ MORE = [
     (["export", "--adapters", ".", "--merge_lora", "--output_dir", "."], "already exists"),
     (["eval", "--eval_dataset", "lmforge_mcq", "--adapters", ".", "--eval_url", "http://x"], "--adapters need a local"),
     (["eval", "--eval_dataset", "lmforge_mcq", "--eval_backend", "VLMEvalKit"], "not available in this lmforge"),
+    (["deploy", "--cpu_linear", "int8", "--infer_backend", "llamacpp"], "--cpu_linear int8 is a PyTorch engine flag"),
+    (["app", "--cpu_linear", "bf16_packed", "--torch_dtype", "float32"], "use --torch_dtype bfloat16"),
 ]
 
 

@@ -16,6 +16,12 @@ BACKEND_HELP = "pt/transformers (PyTorch), llamacpp (a GGUF via llama-cpp-python
 
 @dataclass
 class BackendArgs:
+    cpu_linear: str = flag(
+        "default",
+        "pt on CPU, no adapters: how linear layers run: default (as loaded), bf16_packed (oneDNN-prepacked bf16"
+        " weights, same greedy tokens), int8 (weight-only int8, per-channel scales; fastest decode, tokens may differ)",
+        choices=("default", "bf16_packed", "int8"),
+    )
     infer_backend_python: str | None = flag(
         None, "vllm/sglang/lmdeploy: the Python whose environment has the backend (default: this one)"
     )

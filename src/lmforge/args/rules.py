@@ -232,6 +232,25 @@ def _task_flags_match(a: Args) -> None:
             raise UserError(f"--{name} is a --task_type {'/'.join(tasks)} flag", hint=f"add --task_type {tasks[0]}")
 
 
+def _cpu_linear_fits(a: Args) -> None:
+    """--cpu_linear swaps the base model's nn.Linear layers in place: the PyTorch engine only, no adapters on top,
+    bf16_packed only on bf16 weights (the GPU case is refused by the loader, which knows the device)."""
+    choice = a.backend.cpu_linear
+    if choice == "default":
+        return
+    backend = next(g.infer_backend for g in a.groups.values() if hasattr(g, "infer_backend"))
+    if backend not in ("pt", "transformers"):
+        raise UserError(f"--cpu_linear {choice} is a PyTorch engine flag", hint="drop it or use --infer_backend pt")
+    if a.tuner.adapters:
+        raise UserError(
+            f"--cpu_linear {choice} with --adapters: the adapters need the plain linear layers",
+            hint="merge first (lmforge export --adapters CKPT --merge_lora true) and serve the merged model",
+        )
+    dtype = a.model.torch_dtype
+    if choice == "bf16_packed" and dtype not in (None, "bfloat16", "auto"):
+        raise UserError(f"--cpu_linear bf16_packed with --torch_dtype {dtype}", hint="use --torch_dtype bfloat16")
+
+
 RULES: tuple[Rule, ...] = (
     Rule("dataset_given", ("data",), (*TRAINING, "check"), _dataset_given),
     Rule("infer_data", ("data",), ("infer",), _infer_data),
@@ -254,6 +273,7 @@ RULES: tuple[Rule, ...] = (
     Rule("task_flags_match", ("task",), (*TRAINING, "check"), _task_flags_match),
     Rule("export_job", ("export", "tuner", "model"), ("export",), _export_job),
     Rule("eval_job", ("eval", "tuner"), ("eval",), _eval_job),
+    Rule("cpu_linear_fits", ("backend", "tuner", "model"), ("infer", "deploy", "app", "eval"), _cpu_linear_fits),
 )
 
 

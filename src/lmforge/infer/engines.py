@@ -38,8 +38,8 @@ def register_engine(*names: str) -> Callable[[EngineFactory], EngineFactory]:
 def _pt_engine(model: str | Path, adapters: dict[str, str] | None = None, **kw: Any) -> Engine:
     from lmforge.infer.loading import load_pt_engine
 
-    kw.pop("backend_args", None)  # the server backends' flags
-    return load_pt_engine(model, adapters or {}, **kw)
+    opts = kw.pop("backend_args", None)  # the server backends' flags, and --cpu_linear
+    return load_pt_engine(model, adapters or {}, cpu_linear=getattr(opts, "cpu_linear", "default"), **kw)
 
 
 @register_engine("llamacpp")
