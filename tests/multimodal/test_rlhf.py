@@ -62,6 +62,9 @@ def test_dpo_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):
         "lmforge rlhf: error: --rlhf_type cpo does not take vision-language models in this lmforge version "
         "(hint: use --rlhf_type dpo, kto, orpo, grpo)"
     ), err
+    ppo = [*base, "--rlhf_type", "ppo", "--reward_funcs", "accuracy", "--output_dir", str(tmp_path / "p")]
+    assert cli.main(ppo) == 2
+    assert "--rlhf_type ppo does not take vision-language models" in capsys.readouterr().err  # never a silent drop
 
 
 def test_kto_trains_on_rows_with_images(tiny_qwen2_5_vl, tmp_path, capsys):

@@ -315,6 +315,11 @@ def build(job: Job) -> PPO:
     others = [name for name in job.args.train.report_to if name not in ("tensorboard", "none")]
     if others:
         raise UserError(f"--report_to {others[0]} is not supported by rlhf --rlhf_type ppo", hint="use tensorboard")
+    if getattr(job.setup.template, "takes_media", False):  # its rollouts and scoring are text-only
+        raise UserError(
+            "--rlhf_type ppo does not take vision-language models in this lmforge version",
+            hint="use --rlhf_type grpo (images in the rollouts), dpo, kto or orpo",
+        )
     policy = load_policy(job)
     r = job.args.rlhf
     reward = _reward_model(r.reward_model, job.precision.dtype).to(policy.device) if r.reward_model else None

@@ -191,6 +191,15 @@ def _check_grpo_rows(job: Job, n_rows: int) -> None:
             f"a step, the training set has {n_rows}: GRPO would train no step",
             hint="lower --per_device_train_batch_size or --gradient_accumulation_steps, or add rows",
         )
+    t = job.args.train
+    if getattr(job.setup.template, "takes_media", False) and (job.args.rlhf.use_vllm or t.deepspeed):
+        # trl's own generation path renders images itself; a batch mixing rows with and without images fails
+        # inside trl 1.16's forward (seen on CPU): lmforge's engine rollouts are the tested path
+        flag = "--use_vllm" if job.args.rlhf.use_vllm else "--deepspeed"
+        raise UserError(
+            f"{flag}: GRPO on a vision-language model rolls out through lmforge's engine in this lmforge version",
+            hint=f"drop {flag}",
+        )
 
 
 def _grpo_inputs(job: Job) -> dict[str, Any]:
