@@ -117,6 +117,23 @@ def test_bad_audio_rows_are_one_line_each(tmp_path):
     assert [len(r["audios"]) for r in kept] == [1, 1] and kept[1]["messages"][0]["content"] == "<audio>What?"
 
 
+def _short_rows(tmp_path) -> list[dict]:
+    """Three rows for the training run: 0, 1 and 2 short audios (a 22.05 kHz wav and an 8 kHz flac among them), so
+    the batch stays a few dozen audio tokens long."""
+    import numpy as np
+    import soundfile
+
+    flac = tmp_path / "short.flac"
+    soundfile.write(flac, np.sin(2 * np.pi * 660 * np.arange(2400) / 8000) * 0.3, 8000)
+    a = [str(sine_wav(tmp_path / "s0.wav", 0.4)), str(sine_wav(tmp_path / "s1.wav", 0.5, 880, 22050))]
+    answer = {"role": "assistant", "content": "A tone."}
+    return [
+        {"messages": [{"role": "user", "content": "Say hi."}, answer]},
+        {"messages": [{"role": "user", "content": "<audio>What is this sound?"}, answer], "audios": a[0]},
+        {"messages": [{"role": "user", "content": "<audio>One<audio>two?"}, answer], "audios": [a[1], str(flac)]},
+    ]
+
+
 def test_sft_trains_a_step_and_infer_answers_as_transformers(tiny_qwen2_audio, tmp_path, capsys):
     import torch
     from transformers import AutoModelForMultimodalLM
@@ -125,12 +142,12 @@ def test_sft_trains_a_step_and_infer_answers_as_transformers(tiny_qwen2_audio, t
     from lmforge.args import ModelArgs, TemplateArgs
     from lmforge.models.setup import setup_tokenizer
 
-    rows = _rows(tmp_path)
+    rows = _short_rows(tmp_path)
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     argv = ["sft", "--model", str(tiny_qwen2_audio), "--dataset", str(train), "--max_steps", "1", "--report_to",
-            "none", "--per_device_train_batch_size", "4", "--output_dir", str(out), "--torch_dtype", "float32",
+            "none", "--per_device_train_batch_size", "3", "--output_dir", str(out), "--torch_dtype", "float32",
             "--freeze_aligner", "false"]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
     ckpt = next(out.glob("v*/checkpoint-1"))
@@ -141,7 +158,7 @@ def test_sft_trains_a_step_and_infer_answers_as_transformers(tiny_qwen2_audio, t
 
     cli.main(["check", "--model", str(tiny_qwen2_audio), "--dataset", str(train)])
     report = capsys.readouterr().out
-    assert "media: 5 audios in 3 rows (7.4 s in all, longest 3.0 s), 184 audio tokens\n" in report, report
+    assert "media: 3 audios in 2 rows (1.2 s in all, longest 0.5 s), 29 audio tokens\n" in report, report
 
     test = tmp_path / "test.jsonl"
     test.write_text(json.dumps({"messages": rows[2]["messages"], "audios": rows[2]["audios"]}) + "\n")
