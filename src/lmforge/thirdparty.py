@@ -89,15 +89,19 @@ def packed_cpu_linears(model: Any) -> int:
             y = ops._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
             return y.reshape(*x.shape[:-1], self.out_features)
 
+    return _swap_cpu_linears(model, (torch.bfloat16,), PackedLinear)
+
+
+def _swap_cpu_linears(model: Any, dtypes: tuple, make: Any) -> int:
+    """Replace every plain CPU `nn.Linear` of one of `dtypes` with `make(linear)`; how many were replaced."""
+    import torch
+
     swapped = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if (
-                type(child) is torch.nn.Linear
-                and child.weight.dtype == torch.bfloat16
-                and child.weight.device.type == "cpu"
-            ):
-                setattr(module, name, PackedLinear(child))
+            plain = type(child) is torch.nn.Linear and child.weight.device.type == "cpu"
+            if plain and child.weight.dtype in dtypes:
+                setattr(module, name, make(child))
                 swapped += 1
     return swapped
 
@@ -143,17 +147,7 @@ def int8_cpu_linears(model: Any) -> int:
                 y = y + self.bias
             return y.reshape(*x.shape[:-1], self.out_features)
 
-    swapped = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if (
-                type(child) is torch.nn.Linear
-                and child.weight.dtype in (torch.bfloat16, torch.float32)
-                and child.weight.device.type == "cpu"
-            ):
-                setattr(module, name, Int8Linear(child))
-                swapped += 1
-    return swapped
+    return _swap_cpu_linears(model, (torch.bfloat16, torch.float32), Int8Linear)
 
 
 # `--cpu_linear` (infer/deploy/app): how a CPU inference model's nn.Linear layers run; None keeps them as loaded
