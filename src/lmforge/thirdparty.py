@@ -89,10 +89,10 @@ def packed_cpu_linears(model: Any) -> int:
             y = ops._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
             return y.reshape(*x.shape[:-1], self.out_features)
 
-    return _swap_cpu_linears(model, (torch.bfloat16,), PackedLinear)
+    return _replace_cpu_linears(model, (torch.bfloat16,), PackedLinear)
 
 
-def _swap_cpu_linears(model: Any, dtypes: tuple, make: Any) -> int:
+def _replace_cpu_linears(model: Any, dtypes: tuple, make: Any) -> int:
     """Replace every plain CPU `nn.Linear` of one of `dtypes` with `make(linear)`; how many were replaced."""
     import torch
 
@@ -147,7 +147,7 @@ def int8_cpu_linears(model: Any) -> int:
                 y = y + self.bias
             return y.reshape(*x.shape[:-1], self.out_features)
 
-    return _swap_cpu_linears(model, (torch.bfloat16, torch.float32), Int8Linear)
+    return _replace_cpu_linears(model, (torch.bfloat16, torch.float32), Int8Linear)
 
 
 # `--cpu_linear` (infer/deploy/app): how a CPU inference model's nn.Linear layers run; None keeps them as loaded

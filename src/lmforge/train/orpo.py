@@ -35,9 +35,9 @@ def log_odds_ratio(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor
 class OrpoTrainer(LmforgeTrainer):
     """A batch is [chosen rows..., rejected rows...] (OrpoCollator); `beta` is ORPO's lambda."""
 
-    def __init__(self, *args: Any, beta: float, **kwargs: Any):
+    def __init__(self, *args: Any, beta: float | None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.beta = beta
+        self.beta = 0.1 if beta is None else beta  # ORPO's lambda; the method table gives its default
         self._orpo_logs: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
@@ -130,7 +130,7 @@ def encode_pairs(ds: Any, template: Any) -> Any:
     return datasets.Dataset.from_dict(pairs)
 
 
-def build(job: Job, beta: float) -> Any:
+def build(job: Job, beta: float | None) -> Any:
     """rows -> pairs -> model -> OrpoTrainer (the rlhf table's ORPO entry calls this for vision-language models)."""
     import transformers
 

@@ -182,16 +182,14 @@ def _generation_batch(job: Job) -> int:
 def _check_grpo_rows(job: Job, n_rows: int) -> None:
     """trl 1.16's RepeatSampler drops a generation batch it cannot fill with distinct prompts: with fewer rows
     than one batch needs, training would stop at step 0 without a word."""
-    prompts = _generation_batch(job) // job.args.rlhf.num_generations
+    prompts, t = _generation_batch(job) // job.args.rlhf.num_generations, job.args.train
     if n_rows < prompts:
-        t = job.args.train
         raise UserError(
             f"--per_device_train_batch_size {t.per_device_train_batch_size} x --gradient_accumulation_steps "
             f"{job.grad_accum} / --num_generations {job.args.rlhf.num_generations} needs {prompts} distinct prompts "
             f"a step, the training set has {n_rows}: GRPO would train no step",
             hint="lower --per_device_train_batch_size or --gradient_accumulation_steps, or add rows",
         )
-    t = job.args.train
     if getattr(job.setup.template, "takes_media", False) and (job.args.rlhf.use_vllm or t.deepspeed):
         # trl's own generation path renders images itself; a batch mixing rows with and without images fails
         # inside trl 1.16's forward (seen on CPU): lmforge's engine rollouts are the tested path
@@ -276,7 +274,7 @@ def _check_grpo(args: Args) -> None:
 def _orpo_vision(job: Job, b: float | None) -> Any:
     from lmforge.train.orpo import build as orpo_build
 
-    return orpo_build(job, b if b is not None else 0.1)
+    return orpo_build(job, b)  # ORPO has a default beta: never None here
 
 
 _PAIR = {"beta", "loss_type", "label_smoothing"}
