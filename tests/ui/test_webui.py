@@ -224,7 +224,8 @@ def chat_on_checkpoint(page, job_id: str, shots) -> None:
     pick(page, job_id)  # back to the finished 4-step run
     has(page, "#job-status", "finished")
     page.locator("#job-chat").click()
-    page.wait_for_selector("#chat-load")
+    # the chat tab renders while export, eval and infer jobs share the 2 cores with the suite: 90 s ran out once
+    page.wait_for_selector("#chat-load", timeout=240_000)
     fill(page, "chat-temperature", "1.0")  # a random tiny model answers greedily with newlines only
     fill(page, "chat-max-new", "16")
     page.locator("#chat-load").click()
