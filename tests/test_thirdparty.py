@@ -111,6 +111,19 @@ def test_continuous_batching_manager_keeps_what_the_daemon_start_uses():
     assert "self._generation_thread" in start and "background_thread_status.clear()" in start
 
 
+def test_continuous_batching_still_switches_attention_where_the_cpu_loop_takes_over():
+    """thirdparty.daemon_cb_manager overrides switch_to_cb_friendly_attn (called from __init__, undone by stop via
+    _original_attn_impl); infer/varlen_attention.py reads the pack's flash-varlen cumulative lengths."""
+    from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager
+    from transformers.generation.continuous_batching.input_outputs import PagedAttentionArgs
+
+    sig = inspect.signature(ContinuousBatchingManager.switch_to_cb_friendly_attn)
+    assert tuple(sig.parameters) == ("self", "model", "auto_switch_to_flash")
+    assert "self.switch_to_cb_friendly_attn(" in inspect.getsource(ContinuousBatchingManager.__init__)
+    assert "set_attn_implementation(self._original_attn_impl)" in inspect.getsource(ContinuousBatchingManager.stop)
+    assert {"cu_seq_lens_q", "cu_seq_lens_k"} <= set(PagedAttentionArgs.__annotations__)
+
+
 def test_gradio_launch_still_has_its_self_check_switch():
     """The web UI's page takes over 3 s to build its config on a loaded machine, and launch()'s self-check then
     raised "When localhost is not accessible, a shareable link must be created"; the web UI turns the check off."""

@@ -96,7 +96,8 @@ class ContinuousBatcher:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        from lmforge.thirdparty import daemon_cb_manager
+        from lmforge.infer import varlen_attention
+        from lmforge.thirdparty import daemon_cb_manager, register_attention
 
         logging.getLogger("transformers.generation.continuous_batching").setLevel(logging.ERROR)
         pages = -(-self.max_batch_size * self.row_tokens // PAGE_TOKENS)
@@ -111,7 +112,10 @@ class ContinuousBatcher:
         gen = GenerationConfig(do_sample=False, eos_token_id=sorted(self.stop_ids), max_new_tokens=self.row_tokens)
         # a peft model's LoRA layers live inside its base model: the loop runs the base model's forward
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        manager = daemon_cb_manager(model, gen, cb, self._deliver)
+        # on CPU the loop's attention splits its pack by row (infer/varlen_attention.py) where that is exact
+        fits = varlen_attention.fits(model.config)
+        attention = register_attention(varlen_attention.NAME, varlen_attention.varlen_sdpa) if fits else None
+        manager = daemon_cb_manager(model, gen, cb, self._deliver, attention)
         with torch.inference_mode():  # the loop thread inherits the mode it starts in
             manager.start()
         return manager
