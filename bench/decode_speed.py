@@ -40,7 +40,7 @@ def _engines(dtype: str):  # noqa: ANN202
         plain = load_engine(None, dtype=d, max_batch_size=1)
         yield f"pt {d} today (scheduler)", PtEngine(plain.model, plain.frontend, max_batch_size=1)
         del plain
-    for choice in ("bf16_packed", "int8"):  # --cpu_linear
+    for choice in ("bf16_packed", "int8", "int4"):  # --cpu_linear
         fast = load_engine(None, dtype="bfloat16", max_batch_size=1, backend_args=BackendArgs(cpu_linear=choice))
         yield f"pt {choice} (scheduler)", PtEngine(fast.model, fast.frontend, max_batch_size=1)
         yield f"pt {choice} continuous", fast

@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--infer_backend", default="pt")
     p.add_argument("--max_tokens", type=int, default=32)
-    p.add_argument("--cpu_linear", default="default", choices=("default", "bf16_packed", "int8"))
+    p.add_argument("--cpu_linear", default="default", choices=("default", "bf16_packed", "int8", "int4"))
     a = p.parse_args()
     port = free_port()
     proc = subprocess.Popen(

@@ -74,6 +74,38 @@ def test_int8_weight_only_kernel_keeps_its_contract(dtype):
     assert torch.allclose(box(wide).float(), want_wide.float(), rtol=0.05, atol=0.05)
 
 
+def test_int4_weight_only_kernel_keeps_its_contract():
+    """thirdparty.int4_cpu_linears relies on aten._convert_weight_to_int4pack_for_cpu(codes [N, K] in 0..15) and
+    _weight_int4pack_mm_for_cpu(x, packed, 32, [K/32, N, (scale, min + 8 * scale)]) = x @ (codes * scale + min).T.
+    Weights already on a 4-bit grid per 32-block (a Q4_1 model's) come back to it: the swapped layer equals the
+    bf16 one up to bf16 rounding; the output head and sizes the packing cannot tile (in % 32, out % 16) go to int8."""
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(64, 96, bias=True)
+            self.odd = torch.nn.Linear(96, 40, bias=False)  # 40 out: not 16-tiles, int8
+            self.narrow = torch.nn.Linear(40, 64, bias=False)  # 40 in: not 32-blocks, int8
+            self.head = torch.nn.Linear(64, 80, bias=False)
+
+        def get_output_embeddings(self) -> torch.nn.Module:
+            return self.head
+
+    torch.manual_seed(0)
+    model = Tiny()
+    with torch.no_grad():  # put the body on a Q4_1 grid: 16 levels between each block's min and max
+        w = model.body.weight.view(96, 2, 32)
+        low, step = w.amin(-1, keepdim=True), (w.amax(-1, keepdim=True) - w.amin(-1, keepdim=True)) / 15
+        w.copy_(torch.round((w - low) / step) * step + low)
+    model = model.to(torch.bfloat16)
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    want = model.body(x)
+    assert thirdparty.int4_cpu_linears(model) == 4
+    kinds = {name: type(m).__name__ for name, m in model.named_children()}
+    assert kinds == {"body": "Int4Linear", "odd": "Int8Linear", "narrow": "Int8Linear", "head": "Int8Linear"}
+    assert torch.allclose(model.body(x).float(), want.float(), rtol=0.02, atol=0.05)
+
+
 def test_a_gguf_load_still_needs_the_quantizer_reset_to_save(tmp_path):
     """The embedded GGUF, loaded as the converter does: marked quantized, and saveable once the marker is gone."""
     from transformers import AutoModelForCausalLM

@@ -57,6 +57,7 @@ MORE = [
     (["eval", "--eval_dataset", "lmforge_mcq", "--eval_backend", "VLMEvalKit"], "not available in this lmforge"),
     (["deploy", "--cpu_linear", "int8", "--infer_backend", "llamacpp"], "--cpu_linear int8 is a PyTorch engine flag"),
     (["app", "--cpu_linear", "bf16_packed", "--torch_dtype", "float32"], "use --torch_dtype bfloat16"),
+    (["infer", "--cpu_linear", "int4", "--torch_dtype", "float16"], "--cpu_linear int4 with --torch_dtype float16"),
 ]
 
 

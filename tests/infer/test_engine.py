@@ -239,3 +239,31 @@ def test_cpu_linear_fast_paths_keep_greedy_tokens_and_scores(tiny_llama, tmp_pat
         pairs = zip(before, fast.score(prompts, want))
         diffs = [abs(x - y) for b, a in pairs for x, y in zip(b.token_logprobs, a.token_logprobs)]
         assert max(diffs) < tol and sum(diffs) / len(diffs) < tol / 3, (choice, diffs)
+
+
+def test_cpu_linear_int4_keeps_a_4bit_model_greedy(tiny_llama, tmp_path):
+    """`--cpu_linear int4` on a model whose layers sit on a 4-bit grid per 32 weights, as the embedded GGUF's
+    (Q4_1) do: the int4 layers hold the same weights up to bf16 scales, so greedy tokens equal the engine with
+    the layers as loaded, and scores stay close (the head goes int8)."""
+    from lmforge.args.backend_args import BackendArgs
+    from lmforge.infer.engines import load_engine
+
+    engine = liven(load_engine(tiny_llama, dtype="bfloat16", max_batch_size=4))
+    with torch.no_grad():
+        for name, lin in engine.model.named_modules():
+            if isinstance(lin, torch.nn.Linear) and name != "lm_head":
+                w = lin.weight.float().view(lin.out_features, -1, 32)
+                low, high = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+                step = (high - low) / 15
+                lin.weight.copy_((torch.round((w - low) / step) * step + low).view_as(lin.weight))
+    shutil.copytree(tiny_llama, tmp_path / "m")
+    engine.model.save_pretrained(tmp_path / "m")
+    engine = load_engine(tmp_path / "m", dtype="bfloat16", max_batch_size=4)
+    prompts = [engine.frontend.prompt_ids([{"role": "user", "content": q}]) for q in ("Hello there", "Colors?")]
+    want = [engine.generate([p], SamplingConfig(max_new_tokens=10))[0].token_ids for p in prompts]
+    fast = load_engine(tmp_path / "m", dtype="bfloat16", max_batch_size=4, backend_args=BackendArgs(cpu_linear="int4"))
+    assert {type(m).__name__ for m in fast.model.modules()} >= {"Int4Linear", "Int8Linear"}
+    assert [fast.generate([p], SamplingConfig(max_new_tokens=10))[0].token_ids for p in prompts] == want
+    pairs = zip(engine.score(prompts, want), fast.score(prompts, want))
+    diffs = [abs(x - y) for b, a in pairs for x, y in zip(b.token_logprobs, a.token_logprobs)]
+    assert max(diffs) < 0.5 and sum(diffs) / len(diffs) < 0.15, diffs

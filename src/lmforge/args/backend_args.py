@@ -19,8 +19,9 @@ class BackendArgs:
     cpu_linear: str = flag(
         "default",
         "pt on CPU, no adapters: how linear layers run: default (as loaded), bf16_packed (oneDNN-prepacked bf16"
-        " weights, same greedy tokens), int8 (weight-only int8, per-channel scales; fastest decode, tokens may differ)",
-        choices=("default", "bf16_packed", "int8"),
+        " weights, same greedy tokens), int8 (weight-only int8, per-channel scales; tokens may differ), int4 (bf16"
+        " weights to 4 bits per 32-block, the head int8: fastest decode, exact for a Q4_1 GGUF's layers)",
+        choices=("default", "bf16_packed", "int8", "int4"),
     )
     infer_backend_python: str | None = flag(
         None, "vllm/sglang/lmdeploy: the Python whose environment has the backend (default: this one)"

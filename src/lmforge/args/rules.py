@@ -234,7 +234,7 @@ def _task_flags_match(a: Args) -> None:
 
 def _cpu_linear_fits(a: Args) -> None:
     """--cpu_linear swaps the base model's nn.Linear layers in place: the PyTorch engine only, no adapters on top,
-    bf16_packed only on bf16 weights (the GPU case is refused by the loader, which knows the device)."""
+    bf16_packed and int4 only on bf16 weights (the GPU case is refused by the loader, which knows the device)."""
     choice = a.backend.cpu_linear
     if choice == "default":
         return
@@ -247,8 +247,8 @@ def _cpu_linear_fits(a: Args) -> None:
             hint="merge first (lmforge export --adapters CKPT --merge_lora true) and serve the merged model",
         )
     dtype = a.model.torch_dtype
-    if choice == "bf16_packed" and dtype not in (None, "bfloat16", "auto"):
-        raise UserError(f"--cpu_linear bf16_packed with --torch_dtype {dtype}", hint="use --torch_dtype bfloat16")
+    if choice in ("bf16_packed", "int4") and dtype not in (None, "bfloat16", "auto"):
+        raise UserError(f"--cpu_linear {choice} with --torch_dtype {dtype}", hint="use --torch_dtype bfloat16")
 
 
 RULES: tuple[Rule, ...] = (

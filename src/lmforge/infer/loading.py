@@ -128,7 +128,7 @@ def _swap_cpu_linears(model: Any, choice: str, has_adapters: bool) -> None:
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         raise UserError(
             f"--cpu_linear {choice}: no layer of this {dtype} model could be swapped (torch lacks the op or the dtype)",
-            hint="bf16_packed needs bfloat16 weights on a CPU with bf16 units; int8 needs bfloat16 or float32",
+            hint="bf16_packed needs bf16 weights on a CPU with bf16 units, int4 bf16 weights, int8 bf16 or fp32",
         )
 
 
