@@ -5,8 +5,8 @@ all rows, then the keys of all rows, one after another. Without flash attention 
 the whole pack with a block-diagonal mask, so one step costs (query tokens of all rows) x (key tokens of all rows):
 with 64 decoding rows of ~70 tokens that is 64 x 4500 scores per head and layer, most of them masked out, more
 work than the linears. Here the pack is split by the loop's cumulative lengths (`cu_seq_lens_q`/`cu_seq_lens_k`,
-the flash-varlen convention): decoding rows (one query each) run as one padded SDPA batch, prefill rows one SDPA
-each, so the cost is the sum over rows. Outside the loop (no cumulative lengths) it is transformers' SDPA itself.
+the flash-varlen convention): the decoding rows (one query each) run as one padded SDPA batch, the other rows
+one SDPA each, so the cost is the sum over rows. Outside the loop (no cumulative lengths) it is transformers' SDPA.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class _Plan:
         self.key = (tuple(cu_q), tuple(cu_k))
         rows = range(len(cu_q) - 1)
         decode = [i for i in rows if cu_q[i + 1] - cu_q[i] == 1]
-        self.prefill = [(cu_q[i], cu_q[i + 1], cu_k[i], cu_k[i + 1]) for i in rows if cu_q[i + 1] - cu_q[i] > 1]
+        # the rows that run one SDPA each: (query start, end, key start, end)
+        batched = set(decode)
+        self.single = [(cu_q[i], cu_q[i + 1], cu_k[i], cu_k[i + 1]) for i in rows if i not in batched]
         self.decode_q = torch.tensor([cu_q[i] for i in decode], dtype=torch.long)
         lengths = [cu_k[i + 1] - cu_k[i] for i in decode]
         longest = max(lengths, default=0)
@@ -51,8 +53,9 @@ class _Plan:
         )
         self.decode_k_flat = self.decode_k.reshape(-1)
         padded = torch.arange(longest)[None, :] >= torch.tensor(lengths, dtype=torch.long)[:, None]
-        # added to the fp32 scores: -inf on the padding; [rows, 1, 1, longest] against [rows, kv heads, group, keys]
-        self.decode_bias = torch.zeros(padded.shape).masked_fill(padded, float("-inf"))[:, None, None, :]
+        # added to the fp32 scores: -inf on the padding, [rows, 1, 1, longest]; None when no row is padded
+        bias = torch.zeros(padded.shape).masked_fill(padded, float("-inf"))[:, None, None, :]
+        self.decode_bias = bias if bool(padded.any()) else None
 
 
 _last: list[_Plan] = []  # the plan of the step being run (the loop runs one step at a time)
@@ -67,37 +70,36 @@ def _plan(cu_q: torch.Tensor, cu_k: torch.Tensor) -> _Plan:
     return plan
 
 
-def _prefill_mask(q_len: int, k_len: int) -> torch.Tensor | None:
-    """Causal mask aligned to the last key (a chunked prompt sees its earlier chunks); None when SDPA's own
-    top-left causal flag is the same thing."""
+def _row_mask(q_len: int, k_len: int) -> tuple[torch.Tensor | None, bool]:
+    """(mask, is_causal) for one row: causal aligned to the last key (a chunked prompt sees its earlier chunks);
+    SDPA's own top-left causal flag where that is the same thing, nothing for one query (it sees every key)."""
     import torch
 
-    if q_len == k_len:
-        return None
-    return torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len)
+    if q_len == 1 or q_len == k_len:
+        return None, q_len > 1
+    return torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len), False
 
 
 def _decode(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan: _Plan, scaling: float | None) -> Any:
-    """The one-query rows as two batched matmuls with an fp32 softmax (as transformers' eager attention): CPU
-    SDPA's kernels tile for long queries, and with one query per row they cost ~14x more (64 rows x 70 keys,
-    bf16, one thread: 4.4 ms against 0.32 ms a layer). Returns [rows, heads, head_dim]."""
+    """The one-query rows as one padded SDPA batch in fp32. CPU SDPA in bf16 with one query is slow (one row of
+    100 keys, one thread: ~110 us a layer against ~35 us with the fp32 casts included), and fp32 is what its
+    kernel accumulates in anyway. Returns [rows, heads, head_dim] in the model's dtype."""
     import torch
 
     rows, kv_heads, dim = len(plan.decode_q), key.shape[1], query.shape[-1]
-    scale = scaling if scaling is not None else dim**-0.5
     # index_select on the token-major layout the tensors have underneath (10x faster than advanced indexing on
-    # the head-major view), then one contiguous copy, which the batched matmuls need to run at speed
-    q = query[0].transpose(0, 1).index_select(0, plan.decode_q).view(rows, kv_heads, -1, dim)
+    # the head-major view); the fp32 cast makes the copy SDPA wants
+    q = query[0].transpose(0, 1).index_select(0, plan.decode_q).unsqueeze(2).float()  # [rows, heads, 1, dim]
 
     def rows_of(x: torch.Tensor) -> torch.Tensor:  # [rows, kv heads, longest, dim]
         picked = x[0].transpose(0, 1).index_select(0, plan.decode_k_flat)
-        return picked.view(rows, -1, kv_heads, dim).transpose(1, 2).contiguous()
+        return picked.view(rows, -1, kv_heads, dim).transpose(1, 2).float()
 
-    k, v = rows_of(key), rows_of(value)
-    # scores in fp32 from the start, as SDPA's CPU kernel keeps them (bf16 scores lose digits before the softmax)
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale + plan.decode_bias
-    weights = torch.softmax(scores, dim=-1).to(v.dtype)
-    return torch.matmul(weights, v).reshape(rows, -1, dim)
+    gqa = query.shape[1] != kv_heads
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, rows_of(key), rows_of(value), attn_mask=plan.decode_bias, scale=scaling, enable_gqa=gqa
+    )
+    return out[:, :, 0].to(query.dtype)
 
 
 def varlen_sdpa(
@@ -125,14 +127,14 @@ def varlen_sdpa(
     out = query.new_empty(query.shape[2], query.shape[1], query.shape[3])  # [q tokens, heads, head_dim]
     if len(plan.decode_q):
         out.index_copy_(0, plan.decode_q, _decode(query, key, value, plan, scaling))
-    for q0, q1, k0, k1 in plan.prefill:
-        mask = _prefill_mask(q1 - q0, k1 - k0)
+    for q0, q1, k0, k1 in plan.single:
+        mask, causal = _row_mask(q1 - q0, k1 - k0)
         rows = sdpa(
             query[:, :, q0:q1],
             key[:, :, k0:k1],
             value[:, :, k0:k1],
             attn_mask=mask,
-            is_causal=mask is None,
+            is_causal=causal,
             scale=scaling,
             enable_gqa=gqa,
         )
