@@ -1,9 +1,10 @@
 """Load test of `lmforge deploy` on the embedded default model: 1 client, then N (64) concurrent streaming clients
-with the official openai client, greedy (the continuous-batching loop's rows).
+with the official openai client, greedy by default (`--temperature 0.7`: sampled rows).
 
 Reports aggregate generated tokens/s against one client, p50/p95 time to first token under load, and errors. The
 server is a real subprocess on a free loopback port; every request loop is bounded.
-Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--infer_backend pt] [--cpu_linear int8]
+Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--temperature 0.7] [--infer_backend pt]
+[--cpu_linear int8]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wave(client, n: int, max_tokens: int) -> tuple[float, int, int, list[float]]:
+def wave(client, n: int, max_tokens: int, temperature: float = 0.0) -> tuple[float, int, int, list[float]]:
     tokens, errors, ttft = [0], [], []
 
     def one(i: int) -> None:
@@ -34,7 +35,7 @@ def wave(client, n: int, max_tokens: int) -> tuple[float, int, int, list[float]]
                 model="SmolLM2-135M-Instruct",
                 messages=[{"role": "user", "content": f"Tell me a fact about {i}."}],
                 max_tokens=max_tokens,
-                temperature=0,
+                temperature=temperature,
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--infer_backend", default="pt")
     p.add_argument("--max_tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampled rows")
     p.add_argument("--cpu_linear", default="default", choices=("default", "bf16_packed", "int8"))
     a = p.parse_args()
     port = free_port()
@@ -96,9 +98,9 @@ def main() -> None:
             except OSError:
                 time.sleep(0.5)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
-        wave(client, 1, 4)  # warm-up
-        s1, t1, e1, f1 = wave(client, 1, a.max_tokens)
-        sn, tn, en, fn = wave(client, a.clients, a.max_tokens)
+        wave(client, 1, 4, a.temperature)  # warm-up
+        s1, t1, e1, f1 = wave(client, 1, a.max_tokens, a.temperature)
+        sn, tn, en, fn = wave(client, a.clients, a.max_tokens, a.temperature)
         p95 = statistics.quantiles(fn, n=20)[-1] if len(fn) > 1 else float("nan")
         print(f"1 client:   {t1 / s1:6.1f} tokens/s ({t1} tokens in {s1:.1f} s, {e1} errors, TTFT {f1[0]:.2f} s)")
         print(f"{a.clients} clients: {tn / sn:6.1f} tokens/s aggregate ({tn} tokens in {sn:.1f} s, {en} errors)")
