@@ -8,7 +8,7 @@ the manager). A manager runs one sampling mode for all its rows (argmax or multi
 loops: greedy rows in one, sampled rows in another (started at the first sampled row) whose per-request warpers
 take each row's temperature, top_k and top_p. Their forward passes take turns (one lock between steps). Rows
 with a seed, logprobs, a repetition penalty, an adapter choice or media keep the dynamic-batching scheduler
-(infer/scheduler.py), which pauses both loops while it uses the model.
+(infer/scheduler.py), which holds that lock, pausing both loops, while it uses the model.
 """
 
 from __future__ import annotations
@@ -91,11 +91,9 @@ class ContinuousBatcher:
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Hold the loops between two steps, so another caller can use the model (rows keep their cache)."""
-        with contextlib.ExitStack() as stack:
-            for manager in list(self.managers.values()):
-                if manager.is_running():
-                    stack.enter_context(manager.pause())
+        """Hold the loops between two steps (their next forward pass waits for the step lock, also a loop that
+        starts meanwhile), so another caller can use the model; rows keep their cache."""
+        with self._step_lock:
             yield
 
     def _started(self, sampled: bool) -> Any:
