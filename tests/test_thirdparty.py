@@ -112,6 +112,19 @@ def test_continuous_batching_manager_keeps_what_the_daemon_start_uses():
     assert "self._generation_thread" in start and "background_thread_status.clear()" in start
 
 
+def test_continuous_batching_still_switches_attention_where_the_cpu_loop_takes_over():
+    """thirdparty.daemon_cb_manager overrides switch_to_cb_friendly_attn (called from __init__, undone by stop via
+    _original_attn_impl); infer/varlen_attention.py reads the pack's flash-varlen cumulative lengths."""
+    from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager
+    from transformers.generation.continuous_batching.input_outputs import PagedAttentionArgs
+
+    sig = inspect.signature(ContinuousBatchingManager.switch_to_cb_friendly_attn)
+    assert tuple(sig.parameters) == ("self", "model", "auto_switch_to_flash")
+    assert "self.switch_to_cb_friendly_attn(" in inspect.getsource(ContinuousBatchingManager.__init__)
+    assert "set_attn_implementation(self._original_attn_impl)" in inspect.getsource(ContinuousBatchingManager.stop)
+    assert {"cu_seq_lens_q", "cu_seq_lens_k"} <= set(PagedAttentionArgs.__annotations__)
+
+
 def test_continuous_batching_steps_and_per_request_warpers_keep_what_lmforge_uses():
     """The step lock wraps `_generation_step` (the loop's one forward pass); the row-filtered top-k/top-p warpers
     give upstream's scores on every row: filtered rows as upstream filters them, rows with the filter off

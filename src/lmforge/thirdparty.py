@@ -161,13 +161,27 @@ def run_exit_handlers() -> None:
     atexit._run_exitfuncs()
 
 
-def daemon_cb_manager(model: Any, generation: Any, config: Any, deliver: Any, step_lock: Any) -> Any:
+def register_attention(name: str, function: Any) -> str:
+    """transformers 5.24: `function` as attention implementation `name`, with SDPA's mask for the calls that build
+    one (`AttentionInterface` / `AttentionMaskInterface`, the public registries); returns the name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(name, function)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name
+
+
+def daemon_cb_manager(
+    model: Any, generation: Any, config: Any, deliver: Any, step_lock: Any, cpu_attention: str | None = None
+) -> Any:
     """transformers 5.24: a `ContinuousBatchingManager` (generation/continuous_batching) whose loop thread is a
     daemon (upstream's is not, so a server would not exit while it idles) and whose outputs go straight to
     `deliver(output)` from the loop's thread (upstream queues them, or posts them to one asyncio loop). Our own
-    subclass overrides `start` (it calls the private `_run_generation_loop`) and `_generation_step` (one forward
-    pass, run holding `step_lock`: the managers of one model share it, so their passes take turns); the router is
-    this instance's."""
+    subclass overrides `start` (it calls the private `_run_generation_loop`), `_generation_step` (one forward
+    pass, run holding `step_lock`: the managers of one model share it, so their passes take turns) and, given
+    `cpu_attention` (a registered name), runs a CPU sdpa model on it while the loop lives; the router is this
+    instance's."""
     import threading
 
     import torch
@@ -182,6 +196,18 @@ def daemon_cb_manager(model: Any, generation: Any, config: Any, deliver: Any, st
                 deliver(output)
 
     class DaemonManager(ContinuousBatchingManager):
+        def switch_to_cb_friendly_attn(self, model: Any, auto_switch_to_flash: bool = True) -> None:
+            # upstream keeps an sdpa model on sdpa over the whole pack (block-diagonal mask): on CPU, where there
+            # is no flash build, the loop runs lmforge's per-row split of the pack instead (restored at stop)
+            if cpu_attention is not None and model.config._attn_implementation == cpu_attention:
+                return  # the model's other loop switched it (and its stop restores it)
+            cpu_sdpa = model.config._attn_implementation == "sdpa" and model.device.type == "cpu"
+            if cpu_sdpa and cpu_attention is not None:
+                model.set_attn_implementation(cpu_attention)
+                self._original_attn_impl = "sdpa"
+                return
+            super().switch_to_cb_friendly_attn(model, auto_switch_to_flash)
+
         def start(self) -> None:
             self.background_thread_status.clear()
             self._generation_thread = threading.Thread(

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from lmforge.infer import varlen_attention
 from lmforge.infer.engine import SamplingConfig
 from tests.infer.helpers import liven
 
@@ -40,6 +41,7 @@ def test_greedy_tokens_equal_the_one_request_path(engines):
     seen = fast.continuous.rows_seen
     batched = fast.generate(prompts, cfg)
     assert fast.continuous.rows_seen == seen + len(prompts)  # they ran in the continuous loop
+    assert fast.model.config._attn_implementation == varlen_attention.NAME  # on the per-row attention
     single = [plain.generate([p], cfg)[0] for p in prompts]
     assert plain.continuous is None and [c.token_ids for c in batched] == [c.token_ids for c in single]
     assert [(c.text, c.finish_reason) for c in batched] == [(c.text, c.finish_reason) for c in single]
@@ -47,6 +49,18 @@ def test_greedy_tokens_equal_the_one_request_path(engines):
     streamed = list(fast.stream(prompts[2], cfg))
     assert "".join(e.text for e in streamed) == single[2].text and streamed[-1].finish_reason == single[2].finish_reason
     assert [e.token_id for e in streamed if e.token_id is not None] == single[2].token_ids
+
+
+def test_prompts_split_over_steps_equal_the_one_request_path(engines):
+    """Four ~300-token prompts overflow one step's token budget: the loop prefills one of them in two chunks, the
+    second chunk attending to the first from the cache (varlen_attention's chunk mask), and all answers still
+    equal the one-request path."""
+    fast, plain = engines
+    long = [fast.frontend.prompt_ids([{"role": "user", "content": f"{i} " + "tell me more, " * 75}]) for i in range(4)]
+    assert all(250 < len(p) < 400 for p in long) and sum(map(len, long)) > fast.continuous.row_tokens
+    cfg = SamplingConfig(max_new_tokens=6)
+    batched = fast.generate(long, cfg)
+    assert [c.token_ids for c in batched] == [plain.generate([p], cfg)[0].token_ids for p in long]
 
 
 def test_sampled_rows_run_in_the_loop_with_their_own_settings(engines):
@@ -62,7 +76,8 @@ def test_sampled_rows_run_in_the_loop_with_their_own_settings(engines):
     hot = fast.generate([prompts[2]] * 4, SamplingConfig(max_new_tokens=24, temperature=5.0, top_k=0))
     assert len({tuple(c.token_ids) for c in hot}) == 4
     assert fast.continuous.rows_seen == seen + 2 * len(prompts) + 4  # all of them ran in the loops
-    assert fast.continuous.managers[True].is_running()  # the sampled loop
+    assert fast.continuous.managers[True].is_running()  # the sampled loop, on the per-row attention too
+    assert fast.model.config._attn_implementation == varlen_attention.NAME
 
 
 def test_both_loops_and_the_scheduler_at_once(engines):

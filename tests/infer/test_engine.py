@@ -223,18 +223,10 @@ def test_cpu_linear_fast_paths_keep_greedy_tokens_and_scores(tiny_llama, tmp_pat
         pytest.skip("no oneDNN bf16 on this CPU")
     engine = liven(load_engine(tiny_llama, dtype="bfloat16", max_batch_size=4))
     prompts = [engine.frontend.prompt_ids([{"role": "user", "content": q}]) for q in ("Hello there", "Colors?")]
-    want = []
-    with torch.inference_mode():
-        for p in prompts:
-            ids = torch.tensor([p])
-            out = engine.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=10,
-                do_sample=False,
-                eos_token_id=sorted(engine.stop_ids),
-            )
-            want.append(out[0, len(p) :].tolist())
+    # the same engine path with the linears as loaded (the continuous loop and its attention: tokens of a random
+    # bf16 model can flip at near-ties between two attention kernels, which is not what this test is about)
+    want = [engine.generate([p], SamplingConfig(max_new_tokens=10))[0].token_ids for p in prompts]
+    assert engine.continuous is not None and all(len(w) == 10 for w in want)
     before = engine.score(prompts, want)
     shutil.copytree(tiny_llama, tmp_path / "m")
     engine.model.save_pretrained(tmp_path / "m")  # the livened weights, loaded again through the flag

@@ -108,7 +108,8 @@ class ContinuousBatcher:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        from lmforge.thirdparty import daemon_cb_manager, row_filtered_cb_warpers
+        from lmforge.infer import varlen_attention
+        from lmforge.thirdparty import daemon_cb_manager, register_attention, row_filtered_cb_warpers
 
         logging.getLogger("transformers.generation.continuous_batching").setLevel(logging.ERROR)
         pages = -(-self.max_batch_size * self.row_tokens // PAGE_TOKENS)
@@ -124,7 +125,11 @@ class ContinuousBatcher:
         gen = GenerationConfig(**LOOPS[sampled], eos_token_id=sorted(self.stop_ids), max_new_tokens=self.row_tokens)
         # a peft model's LoRA layers live inside its base model: the loop runs the base model's forward
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        manager = daemon_cb_manager(model, gen, cb, functools.partial(self._deliver, sampled), self._step_lock)
+        # on CPU the loop's attention splits its pack by row (infer/varlen_attention.py) where that is exact
+        fits = varlen_attention.fits(model.config)
+        attention = register_attention(varlen_attention.NAME, varlen_attention.varlen_sdpa) if fits else None
+        deliver = functools.partial(self._deliver, sampled)
+        manager = daemon_cb_manager(model, gen, cb, deliver, self._step_lock, attention)
         if sampled:
             row_filtered_cb_warpers(manager)
         with torch.inference_mode():  # the loop thread inherits the mode it starts in
