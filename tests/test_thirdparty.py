@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import inspect
 from importlib.metadata import version
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -154,6 +155,39 @@ def test_continuous_batching_still_switches_attention_where_the_cpu_loop_takes_o
     assert "self.switch_to_cb_friendly_attn(" in inspect.getsource(ContinuousBatchingManager.__init__)
     assert "set_attn_implementation(self._original_attn_impl)" in inspect.getsource(ContinuousBatchingManager.stop)
     assert {"cu_seq_lens_q", "cu_seq_lens_k"} <= set(PagedAttentionArgs.__annotations__)
+
+
+def test_continuous_batching_steps_and_per_request_warpers_keep_what_lmforge_uses():
+    """The step lock wraps `_generation_step` (the loop's one forward pass); the row-filtered top-k/top-p warpers
+    give upstream's scores on every row: filtered rows as upstream filters them, rows with the filter off
+    (top_k >= vocabulary, top_p 1.0) unchanged, as upstream leaves them."""
+    from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
+    from transformers.generation.continuous_batching import cb_logits_processors as cb
+    from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager
+
+    assert tuple(inspect.signature(ContinuousBatchingManager._generation_step).parameters) == ("self",)
+    assert "self._generation_step()" in inspect.getsource(ContinuousBatchingManager._generation_loop_body)
+
+    def warpers() -> cb.ContinuousBatchingLogitsProcessorList:
+        classic = LogitsProcessorList([TopKLogitsWarper(top_k=50), TopPLogitsWarper(top_p=0.5)])
+        return cb.ContinuousBatchingLogitsProcessorList(classic, per_request_processors=True)
+
+    class Manager:
+        logit_processor = warpers()
+
+    upstream, manager = warpers(), Manager()
+    assert thirdparty.row_filtered_cb_warpers(manager) == 2
+    assert manager.logit_processor.supported_keys == {"top_k": int, "top_p": float}
+    rows = [(3, 1.0), (1 << 30, 0.3), (1 << 30, 1.0), (7, 0.2)]  # (top_k, top_p) per row
+    state = [SimpleNamespace(logit_processor_kwargs={"top_k": k, "top_p": p}) for k, p in rows]
+    requests = [cb.FutureRequestState(s, True, {}, 1) for s in state]
+    scores = torch.randn(len(rows), 300, generator=torch.Generator().manual_seed(0))
+    got, want = (
+        w(None, scores.clone(), w.prepare_tensor_args(requests, torch.zeros(2, 8, dtype=torch.int32)))
+        for w in (manager.logit_processor, upstream)
+    )
+    assert torch.equal(got, want) and torch.equal(got[2], scores[2])
+    assert [int(torch.isfinite(row).sum()) for row in got[[0, 3]]] == [3, int(torch.isfinite(want[3]).sum())]
 
 
 def test_gradio_launch_still_has_its_self_check_switch():

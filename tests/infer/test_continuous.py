@@ -1,6 +1,7 @@
 """Continuous batching in the PyTorch engine (infer/continuous.py) on a tiny random model: greedy tokens equal the
-one-request path, a request that arrives while others decode joins them (it does not wait for the batch to end),
-rows leave on their own stop, and streams see tokens as they are made."""
+one-request path, sampled rows run in their own loop with their own temperature/top_k/top_p, a request that
+arrives while others decode joins them (it does not wait for the batch to end), rows leave on their own stop, and
+streams see tokens as they are made."""
 
 from __future__ import annotations
 
@@ -62,18 +63,53 @@ def test_prompts_split_over_steps_equal_the_one_request_path(engines):
     assert [c.token_ids for c in batched] == [plain.generate([p], cfg)[0].token_ids for p in long]
 
 
-def test_a_request_arriving_mid_batch_joins_before_the_batch_ends(engines):
+def test_sampled_rows_run_in_the_loop_with_their_own_settings(engines):
+    """top_k 1 or a tiny top_p leave the argmax only: the greedy tokens, through the sampled loop; a high
+    temperature over many tokens gives each row its own answer."""
+    fast, plain = engines
+    prompts = _prompts(fast)
+    greedy = [c.token_ids for c in plain.generate(prompts, SamplingConfig(max_new_tokens=12))]
+    seen = fast.continuous.rows_seen
+    for cut in ({"top_k": 1}, {"top_p": 1e-6}):
+        got = fast.generate(prompts, SamplingConfig(max_new_tokens=12, temperature=1.0, **cut))
+        assert [c.token_ids for c in got] == greedy, cut
+    hot = fast.generate([prompts[2]] * 4, SamplingConfig(max_new_tokens=24, temperature=5.0, top_k=0))
+    assert len({tuple(c.token_ids) for c in hot}) == 4
+    assert fast.continuous.rows_seen == seen + 2 * len(prompts) + 4  # all of them ran in the loops
+    assert fast.continuous.managers[True].is_running()  # the sampled loop, on the per-row attention too
+    assert fast.model.config._attn_implementation == varlen_attention.NAME
+
+
+def test_both_loops_and_the_scheduler_at_once(engines):
+    """Greedy rows, sampled rows (top_k 1) and seeded rows (the scheduler, which pauses both loops) at the same
+    time: the loops' forward passes take turns and every row gets its greedy tokens."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast, plain = engines
+    prompts = _prompts(fast)
+    greedy = [c.token_ids for c in plain.generate(prompts, SamplingConfig(max_new_tokens=16))]
+    cfgs = [SamplingConfig(max_new_tokens=16, temperature=1.0, top_k=1, seed=s) for s in (None, None, 3)]
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(fast.generate, prompts, cfg) for cfg in [SamplingConfig(max_new_tokens=16), *cfgs]]
+        got = [[c.token_ids for c in run.result(timeout=300)] for run in runs]
+    assert got == [greedy] * 4
+
+
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 1.0, "top_k": 1}], ids=["greedy", "sampled"])
+def test_a_request_arriving_mid_batch_joins_before_the_batch_ends(engines, sampling):
     """A long stream is decoding; a short request sent after its first tokens finishes while the long one still
-    runs, and both equal their one-request answers (the dynamic scheduler would make it wait for the batch)."""
+    runs, and both equal their one-request (greedy) answers (the dynamic scheduler would make it wait for the
+    batch). Sampled rows with top_k 1 give the greedy tokens."""
     fast, plain = engines
     long_p, short_p = _prompts(fast)[2], _prompts(fast)[0]
     long_cfg, short_cfg = SamplingConfig(max_new_tokens=80), SamplingConfig(max_new_tokens=4)
+    fast_long, fast_short = (SamplingConfig(max_new_tokens=c.max_new_tokens, **sampling) for c in (long_cfg, short_cfg))
     events: list[tuple[str, float]] = []
     got: list = []
     started = threading.Event()
 
     def long_stream() -> None:
-        for i, e in enumerate(fast.stream(long_p, long_cfg)):
+        for i, e in enumerate(fast.stream(long_p, fast_long)):
             got.append(e)
             if i == 2:
                 started.set()
@@ -82,7 +118,7 @@ def test_a_request_arriving_mid_batch_joins_before_the_batch_ends(engines):
     worker = threading.Thread(target=long_stream)
     worker.start()
     assert started.wait(120)
-    short = fast.generate([short_p], short_cfg)[0]
+    short = fast.generate([short_p], fast_short)[0]
     events.append(("short done", time.perf_counter()))
     worker.join(300)
     assert [name for name, _ in events] == ["short done", "long done"]
@@ -130,9 +166,10 @@ def test_rows_leave_on_their_own_stop_and_async_streams_interleave(engines):
     assert fast.continuous.rows == {}  # every row left the loop, the abandoned one included
 
 
-def test_the_server_streams_concurrent_requests_through_the_loop(engines):
-    """The deploy app on the continuous engine, the official openai client, concurrent streaming requests: all of
-    them ran in the loop and each got its one-request greedy answer."""
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "extra_body": {"top_k": 1}}])
+def test_the_server_streams_concurrent_requests_through_the_loop(engines, sampling):
+    """The deploy app on the continuous engine, the official openai client, concurrent streaming requests (greedy,
+    or sampled with top_k 1): all of them ran in the loop and each got its one-request greedy answer."""
     import httpx
     import openai
 
@@ -144,7 +181,7 @@ def test_the_server_streams_concurrent_requests_through_the_loop(engines):
     msgs = [[{"role": "user", "content": q}] for q in QUESTIONS]
 
     async def one(client: openai.AsyncOpenAI, msg: list[dict]) -> str:
-        kw = {"model": "tiny", "messages": msg, "max_tokens": 8, "temperature": 0, "stream": True}
+        kw = {"model": "tiny", "messages": msg, "max_tokens": 8, "stream": True, **sampling}
         return "".join([c.choices[0].delta.content or "" async for c in await client.chat.completions.create(**kw)])
 
     async def run() -> list[str]:

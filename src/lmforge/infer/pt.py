@@ -33,8 +33,9 @@ class PtEngine(Engine):
     `template` is a ChatTemplate (or a Frontend). `adapters` are the names of peft adapters loaded into `model`
     that a request may pick (`set_adapter`); a request without one runs with those adapters disabled. With no
     names, the model runs as given (a LoRA policy keeps its LoRA on). `continuous` (an engine lmforge loaded for
-    serving, not a policy being trained): greedy text rows join transformers' continuous-batching loop
-    (infer/continuous.py) at the next decode step; other rows keep the dynamic-batching scheduler.
+    serving, not a policy being trained): text rows (greedy, or sampled with temperature/top_k/top_p) join
+    transformers' continuous-batching loops (infer/continuous.py) at the next decode step; other rows keep the
+    dynamic-batching scheduler.
 
     Contract for callers that train the model (PPO rollouts): each call switches the model to eval() and restores
     its train/eval mode afterwards, runs under `torch.inference_mode` (nothing it returns carries gradients), puts
