@@ -1,6 +1,6 @@
 """The multimodal family table: one entry per vision-language family says everything lmforge needs to know about it.
 
-An entry names the HF `model_type`s, the image processor (built without torchvision, see thirdparty.py) or the
+An entry names the HF `model_type`s, the image processor (built without torchvision, see lmforge.thirdparty) or the
 audio feature extractor, how an `<image>` / `<video>` / `<audio>` tag becomes placeholder text and how many tokens
 each costs, the grounding coordinate convention, and which module prefixes are the vision (or audio) tower, the
 aligner and the language model (for --freeze_vit, --freeze_aligner, --freeze_llm). Adding a family is one

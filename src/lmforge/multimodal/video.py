@@ -1,13 +1,13 @@
 """Video for the Qwen VL families without torchvision: decode, sample frames, patchify as the video processor does.
 
 transformers' Qwen2-VL / Qwen3-VL video processors import torchvision at module import, and torchvision cannot pair
-with torch 2.13 CPU (see thirdparty.py). So frames are decoded here (animated GIF / WebP / PNG with PIL; any other
+with torch 2.13 CPU (see lmforge.thirdparty). So frames are decoded here (animated GIF / WebP / PNG with PIL; any other
 container with PyAV when it is installed, the `video` extra), sampled at `--fps` up to `--max_frames` (the Qwen2-VL
 video processor's rule), run through the family's PIL image processor one by one, and stacked on the temporal axis:
 each image patch row is (C, T, p, p) with the frame copied T times; keeping copy 0 of T consecutive frames gives the
 video processor's (C, T, p, p) rows, in the same spatial order (checked against torchvision: mm-quant-tasks A.4).
 
-`FrameVideoProcessor` stands in for the family's video processor inside the stock processor (thirdparty.py), so the
+`FrameVideoProcessor` stands in for the family's video processor inside the stock processor (lmforge.thirdparty), so the
 placeholder text (frame timestamps for Qwen3-VL, second_per_grid_ts for Qwen2.5-VL) is the processor's own.
 """
 

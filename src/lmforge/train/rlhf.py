@@ -36,7 +36,7 @@ class TrlSpec:
     reference: bool = False  # takes ref_model (--ref_model / --ref_adapters; else the base with adapters off)
     inputs: Callable[[Job], dict[str, Any]] | None = None  # more trainer inputs: teacher, reward functions
     images: bool = False  # trl's trainer takes a processor and rows with images (its vision collator)
-    processor: Callable[[Any], Any] | None = None  # fits the stock processor to the trainer (thirdparty.py)
+    processor: Callable[[Any], Any] | None = None  # fits the stock processor to the trainer (lmforge.thirdparty)
     check_rows: Callable[[Job, int], None] | None = None  # the training row count, checked before the model loads
     # where trl's trainer has no image path: our own build for vision-language models, (job, beta) -> trainer
     vision: Callable[[Job, float | None], Any] | None = None
