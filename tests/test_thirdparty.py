@@ -145,8 +145,9 @@ def test_continuous_batching_manager_keeps_what_the_daemon_start_uses():
 
 
 def test_continuous_batching_still_switches_attention_where_the_cpu_loop_takes_over():
-    """thirdparty.daemon_cb_manager overrides switch_to_cb_friendly_attn (called from __init__, undone by stop via
-    _original_attn_impl); infer/varlen_attention.py reads the pack's flash-varlen cumulative lengths."""
+    """thirdparty.daemon_cb_manager overrides switch_to_cb_friendly_attn (called from __init__; stop undoes only
+    what _original_attn_impl names, which the override leaves unset); infer/varlen_attention.py reads the pack's
+    flash-varlen cumulative lengths."""
     from transformers.generation.continuous_batching.continuous_api import ContinuousBatchingManager
     from transformers.generation.continuous_batching.input_outputs import PagedAttentionArgs
 

@@ -119,13 +119,14 @@ def daemon_cb_manager(
     class DaemonManager(ContinuousBatchingManager):
         def switch_to_cb_friendly_attn(self, model: Any, auto_switch_to_flash: bool = True) -> None:
             # upstream keeps an sdpa model on sdpa over the whole pack (block-diagonal mask): on CPU, where there
-            # is no flash build, the loop runs lmforge's per-row split of the pack instead (restored at stop)
+            # is no flash build, the loop runs lmforge's per-row split of the pack instead. It is not undone at
+            # stop (no _original_attn_impl): outside a loop it is SDPA itself, and a model's other loop may still
+            # run on it (an sdpa loop without the mask upstream builds for sdpa would mix the rows)
             if cpu_attention is not None and model.config._attn_implementation == cpu_attention:
-                return  # the model's other loop switched it (and its stop restores it)
+                return  # switched by an earlier loop of this model
             cpu_sdpa = model.config._attn_implementation == "sdpa" and model.device.type == "cpu"
             if cpu_sdpa and cpu_attention is not None:
                 model.set_attn_implementation(cpu_attention)
-                self._original_attn_impl = "sdpa"
                 return
             super().switch_to_cb_friendly_attn(model, auto_switch_to_flash)
 
