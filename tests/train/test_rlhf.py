@@ -182,16 +182,22 @@ def test_bad_input_is_one_line(argv, needle, tmp_path, tiny_qwen3):
     assert "Traceback" not in r.stderr
 
 
+DIGIT_FIRST = (
+    "from lmforge.train.rewards import register_reward\n\n"
+    "@register_reward('digit_first')\n"
+    "def digit_first(completions, **kw):\n"
+    "    return [1.0 if c.lstrip()[:1].isdigit() else 0.0 for c in completions]\n"
+)
+
+
 @pytest.mark.slow
 def test_ppo_raises_reward_on_a_toy_task(tmp_path):
-    """PPO on the embedded SmolLM2 with a brevity reward (a plug-in): the mean reward must go up."""
-    plugin = tmp_path / "brevity.py"
-    plugin.write_text(
-        "from lmforge.train.rewards import register_reward\n\n"
-        "@register_reward('brevity')\n"
-        "def brevity(completions, **kw):\n"
-        "    return [1.0 - min(len(c), 60) / 60 for c in completions]\n"
-    )
+    """PPO on the embedded SmolLM2 with a plug-in reward: answers to "What is 2 plus 2?" that start with a digit
+    score 1. About a third do at first; the policy learns it within a few steps (a brevity reward on 16-token
+    answers, the earlier task, rose by less than a policy that does not learn drifts, at 4x the cost). Seeded, so a
+    run is reproducible: with --learning_rate 1e-9 this seed's rewards stay flat and the check below fails."""
+    plugin = tmp_path / "digit_first.py"
+    plugin.write_text(DIGIT_FIRST)
     out = tmp_path / "ppo"
     r = run_cli(
         "rlhf",
@@ -199,35 +205,45 @@ def test_ppo_raises_reward_on_a_toy_task(tmp_path):
         "ppo",
         "--dataset",
         str(FIXTURES / "grpo.jsonl"),
+        "--system",
+        "",  # no default system prompt: half the tokens per forward
         "--reward_funcs",
-        "brevity",
+        "digit_first",
         "--external_plugins",
         str(plugin),
+        "--seed",
+        "42",
         "--max_steps",
-        "8",
+        "5",
         "--per_device_train_batch_size",
-        "4",
+        "8",
         "--max_completion_length",
-        "16",
+        "4",  # the first tokens decide the reward
+        "--num_ppo_epochs",
+        "2",
         "--learning_rate",
         "3e-3",
         "--temperature",
         "1.0",
         "--save_steps",
-        "8",
+        "5",
         "--logging_steps",
         "1",
         "--log_completions",
         "true",
         "--output_dir",
         str(out),
+        # one torch thread: with both cores busy (xdist, other jobs) two threads wait on each other; measured under
+        # load 6, the same run took 380 s on one thread and over 720 s on two
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     run = only_run(out)
     rewards = [x["reward"] for x in logs(run)]
-    assert len(rewards) == 8
-    # the mean over the six later steps (the last three alone are noisy under xdist: one CI run peaked mid-run)
-    assert sum(rewards[2:]) / 6 > sum(rewards[:2]) / 2 + 0.1, rewards
-    ck = run / "checkpoint-8"
+    assert len(rewards) == 5
+    assert sum(rewards[-2:]) / 2 >= sum(rewards[:2]) / 2 + 0.3, rewards
+    ck = run / "checkpoint-5"
     assert (ck / "value_head.safetensors").is_file() and (ck / "adapter_model.safetensors").is_file()
-    assert (run / "completions.jsonl").is_file()
+    scored = [json.loads(x) for x in (run / "completions.jsonl").read_text().splitlines()]
+    assert len(scored) == 5 * 8  # every rollout, scored by the plug-in
+    assert all(s["reward"] == float(s["completion"].lstrip()[:1].isdigit()) for s in scored)

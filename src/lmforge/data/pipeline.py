@@ -114,6 +114,8 @@ def encode_rows(
     (kept with their `error` when keep_errors, so `check` can report them)."""
     import datasets
 
+    from lmforge.data.fingerprint import encode_fingerprint
+
     fn = _Encode(template, stage)
     if isinstance(ds, datasets.IterableDataset):
         out = ds.map(fn, input_columns="row", remove_columns=["row"])
@@ -124,6 +126,7 @@ def encode_rows(
         remove_columns=["row"],
         num_proc=num_proc if num_proc > 1 else None,
         load_from_cache_file=load_from_cache_file,
+        new_fingerprint=encode_fingerprint(ds, template, stage),  # hashing the tokenizer with dill took seconds
         desc="encoding",
     )
     if keep_errors:
