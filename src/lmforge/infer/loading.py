@@ -123,19 +123,20 @@ def _swap_cpu_linears(model: Any, choice: str, has_adapters: bool) -> None:
     if has_adapters or device != "cpu":
         where = "with adapters" if has_adapters else f"on {device}"
         raise UserError(f"--cpu_linear {choice} {where}: a CPU fast path for a plain model", hint="drop --cpu_linear")
-    _one_thread_for_one_token(model)
     if swap(model) == 0:
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         raise UserError(
             f"--cpu_linear {choice}: no layer of this {dtype} model could be swapped (torch lacks the op or the dtype)",
             hint="bf16_packed needs bf16 weights on a CPU with bf16 units, int4 bf16 weights, int8 bf16 or fp32",
         )
+    _one_thread_for_one_token(model)  # after the swap: it hooks the output head the swap may have replaced
 
 
 def _one_thread_for_one_token(model: Any) -> None:
     """A CPU decode step of one row is one gemv per layer, bound by memory and by the threads' hand-offs: it runs
     faster on one thread (embedded model, bf16 packed: 47 tokens/s on 1 thread against 28 on 2); prefill and
-    batched steps keep every thread. A forward pre-hook picks the count per step from the token count."""
+    batched steps keep every thread, and so does the output head. Forward pre-hooks pick the count per step from
+    the token count."""
     import torch
 
     every = torch.get_num_threads()
@@ -148,5 +149,14 @@ def _one_thread_for_one_token(model: Any) -> None:
         if torch.get_num_threads() != want:
             torch.set_num_threads(want)
 
+    def wide(_module: Any, _args: tuple) -> None:
+        if torch.get_num_threads() != every:
+            torch.set_num_threads(every)
+
     if every > 1:
         model.register_forward_pre_hook(pick, with_kwargs=True)
+        # except the output head: one gemv over the whole vocabulary (28 MB in int8 for the embedded model), long
+        # enough for every thread to pay (1.7 ms on one thread against 0.8 ms on two, thread switch included)
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if head is not None:
+            head.register_forward_pre_hook(wide)
