@@ -124,3 +124,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
         timeout=timeout,
         input=input_text,
     )
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child that a test interrupts with SIGINT: a suite started in the background of a
+    non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then keeps ignoring it in every child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import default_sigint
 from tests.serve.test_sidecar import _alive, _listening
 
 STANDIN = Path(__file__).with_name("deploy_standin.py")
@@ -32,7 +33,13 @@ def test_ctrl_c_to_an_eval_that_owns_a_deploy_leaves_no_server(tmp_path):
         f"sys.exit(main(['eval', '--model', {str(tmp_path / 'm')!r}, '--eval_deploy', 'true', "
         f"'--eval_dataset', 'lmforge_mcq', '--eval_num_proc', '2', '--eval_output_dir', {str(tmp_path / 'o')!r}]))"
     )
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     try:
         _wait_for(info.with_suffix(".busy"), owner)  # eval is mid-run: a request is waiting on the server
         pgid, port = map(int, info.read_text().split())

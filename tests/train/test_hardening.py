@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import default_sigint, run_cli
 from tests.train.helpers import train_losses, write_sft_data
 
 
@@ -35,7 +35,11 @@ def _logged_steps(out: Path) -> list[int]:
 def _interrupt_training(argv: list[str], out: Path, after_steps: int, sig: int) -> tuple[int, str, float]:
     """Start `lmforge <argv>`, send `sig` once `after_steps` steps are logged; (exit code, stderr, seconds to exit)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lmforge", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "lmforge", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.time() + 300
     while time.time() < deadline and len(_logged_steps(out)) < after_steps and proc.poll() is None:
@@ -146,6 +150,7 @@ def test_ctrl_c_during_training_saves_and_during_inference_ends_in_one_line(tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     time.sleep(8)  # loading and generating
     assert proc.poll() is None, "inference ended before the interrupt could test anything"
