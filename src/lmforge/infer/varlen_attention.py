@@ -41,24 +41,22 @@ class _Plan:
         self.key = (tuple(cu_q), tuple(cu_k))
         rows = range(len(cu_q) - 1)
         decode = [i for i in rows if cu_q[i + 1] - cu_q[i] == 1]
-        # the rows that run one SDPA each: (query start, end, key start, end)
         batched = set(decode)
+        # the rows that run one SDPA each (prompts, prompt chunks): (query start, end, key start, end)
         self.single = [(cu_q[i], cu_q[i + 1], cu_k[i], cu_k[i + 1]) for i in rows if i not in batched]
         self.decode_q = torch.tensor([cu_q[i] for i in decode], dtype=torch.long)
-        lengths = [cu_k[i + 1] - cu_k[i] for i in decode]
-        longest = max(lengths, default=0)
-        # padded key positions of each decoding row (padding points at the row's first key and is masked out)
-        self.decode_k = torch.tensor(
-            [[cu_k[i] + min(j, n - 1) for j in range(longest)] for i, n in zip(decode, lengths)], dtype=torch.long
-        )
-        self.decode_k_flat = self.decode_k.reshape(-1)
-        padded = torch.arange(longest)[None, :] >= torch.tensor(lengths, dtype=torch.long)[:, None]
+        starts = torch.tensor([cu_k[i] for i in decode], dtype=torch.long)
+        lengths = torch.tensor([cu_k[i + 1] - cu_k[i] for i in decode], dtype=torch.long)
+        positions = torch.arange(int(lengths.max()) if decode else 0)[None, :]
+        # padded key positions of each decoding row, flat (the padding repeats the row's last key, masked out)
+        self.decode_k_flat = (starts[:, None] + torch.minimum(positions, lengths[:, None] - 1)).reshape(-1)
+        padded = positions >= lengths[:, None]
         # added to the fp32 scores: -inf on the padding, [rows, 1, 1, longest]; None when no row is padded
         bias = torch.zeros(padded.shape).masked_fill(padded, float("-inf"))[:, None, None, :]
         self.decode_bias = bias if bool(padded.any()) else None
 
 
-_last: list[_Plan] = []  # the plan of the step being run (the loop runs one step at a time)
+_last: list[_Plan] = []  # the plan of the step being run (the loops' steps take turns: one step lock)
 
 
 def _plan(cu_q: torch.Tensor, cu_k: torch.Tensor) -> _Plan:
@@ -71,12 +69,12 @@ def _plan(cu_q: torch.Tensor, cu_k: torch.Tensor) -> _Plan:
 
 
 def _row_mask(q_len: int, k_len: int) -> tuple[torch.Tensor | None, bool]:
-    """(mask, is_causal) for one row: causal aligned to the last key (a chunked prompt sees its earlier chunks);
-    SDPA's own top-left causal flag where that is the same thing, nothing for one query (it sees every key)."""
+    """(mask, is_causal) for a row of several queries: causal aligned to the last key (a chunked prompt sees its
+    earlier chunks); SDPA's own top-left causal flag where that is the same thing."""
     import torch
 
-    if q_len == 1 or q_len == k_len:
-        return None, q_len > 1
+    if q_len == k_len:
+        return None, True
     return torch.ones(q_len, k_len, dtype=torch.bool).tril(k_len - q_len), False
 
 
